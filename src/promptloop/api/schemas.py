@@ -1,0 +1,142 @@
+"""Request and response bodies: `XCreate` in, `XPublic` out, lists as `{data, next_cursor}`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from promptloop.core.diff import Change
+from promptloop.core.kernel import Kernel, Message
+
+T = TypeVar("T")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ListPublic(BaseModel, Generic[T]):
+    """A page of results; pass `next_cursor` as `cursor` to get the next page (null: no more)."""
+
+    data: list[T]
+    next_cursor: str | None
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+    database: str
+
+
+class ProjectCreate(Strict):
+    name: str = Field(min_length=1, max_length=64)
+
+
+class ProjectPublic(BaseModel):
+    name: str
+    created_at: datetime
+
+
+class EnvironmentCreate(Strict):
+    name: str = Field(min_length=1, max_length=64)
+    protected: bool = Field(default=False, description="Protected environments need a higher role to deploy to.")
+
+
+class EnvironmentPublic(BaseModel):
+    name: str
+    protected: bool
+    created_at: datetime
+
+
+class PromptCreate(Strict):
+    path: str = Field(min_length=1, max_length=255, examples=["support/answer"])
+    description: str | None = Field(default=None, max_length=10_000)
+
+
+class PromptPublic(BaseModel):
+    path: str
+    description: str | None
+    created_at: datetime
+
+
+class VersionCreate(Kernel):
+    """A kernel plus the metadata of this save."""
+
+    name: str | None = Field(default=None, max_length=200)
+    message: str | None = Field(default=None, max_length=10_000, description="Why this version exists.")
+    author: str | None = Field(default=None, max_length=200, description="Defaults to the caller.")
+    description: str | None = Field(
+        default=None, max_length=10_000, description="Description of the prompt, used if this save creates it."
+    )
+
+    def kernel(self) -> Kernel:
+        return Kernel.model_validate(self.model_dump(include=set(Kernel.model_fields)))
+
+
+class VersionPublic(Kernel):
+    """A saved, immutable version: its kernel, identity and metadata."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str = Field(description="12 hex digits derived from the content hash.")
+    prompt_path: str
+    content_hash: str
+    name: str | None
+    message: str | None
+    author: str
+    created_at: datetime
+    variables: list[str] = Field(description="Input variables the templates read.")
+    environments: list[str] = Field(default_factory=list, description="Environments serving it now.")
+
+
+class SavedVersionPublic(VersionPublic):
+    created: bool = Field(description="False when identical content was already saved.")
+
+
+class RenderRequest(Strict):
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    environment: str | None = Field(default=None, description="Render what this environment serves.")
+    version: str | None = Field(default=None, description="Render this version id (default: latest).")
+
+
+class RenderPublic(BaseModel):
+    version_id: str
+    messages: list[Message] | None
+    prompt: str | None
+
+
+class DiffPublic(BaseModel):
+    before: str
+    after: str
+    template: str = Field(description="Unified diff of the templates.")
+    changes: list[Change]
+
+
+class DeployRequest(Strict):
+    version: str = Field(min_length=4, max_length=12, description="Version id (or a unique prefix).")
+    message: str | None = Field(default=None, max_length=10_000)
+
+
+class RollbackRequest(Strict):
+    message: str | None = Field(default=None, max_length=10_000)
+
+
+class DeploymentEventPublic(BaseModel):
+    id: int
+    environment: str
+    action: str = Field(description="`deploy` or `rollback`.")
+    version_id: str
+    previous_version_id: str | None
+    actor: str
+    message: str | None
+    created_at: datetime
+
+
+class EnvironmentStatePublic(BaseModel):
+    environment: str
+    protected: bool
+    version_id: str | None
+    deployed_by: str | None
+    deployed_at: datetime | None

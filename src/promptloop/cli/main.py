@@ -1,0 +1,230 @@
+"""`promptloop`: run the server, and keep prompts in git in sync with it.
+
+Every command that prints data accepts `--json`. Errors print one line to stderr and exit 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from pydantic import BaseModel
+
+from promptloop.cli import files
+from promptloop.core.errors import PromptloopError as DomainError
+from promptloop.sdk import APIConnectionError, Client
+from promptloop.sdk import PromptloopError as SDKError
+
+app = typer.Typer(
+    name="promptloop",
+    help="promptloop: prompt management, evaluation and logging for LLM applications.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+EnvOption = Annotated[str | None, typer.Option("--env", help="Environment, e.g. production.")]
+
+
+class _State:
+    url: str | None = None
+    project: str | None = None
+
+
+_state = _State()
+
+
+@app.callback()
+def _global(
+    url: Annotated[
+        str | None,
+        typer.Option(envvar="PROMPTLOOP_URL", help="Server URL [default: http://127.0.0.1:8000]."),
+    ] = None,
+    project: Annotated[
+        str | None, typer.Option(envvar="PROMPTLOOP_PROJECT", help="Project [default: the server's].")
+    ] = None,
+) -> None:
+    _state.url, _state.project = url, project
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: 8000].")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", help="Data folder [default: PROMPTLOOP_DATA_DIR or ~/.promptloop].")
+    ] = None,
+) -> None:
+    """Run the server: API on /api/v1, database migrated on start."""
+    import uvicorn
+
+    from promptloop.api.app import create_app
+    from promptloop.settings import Settings
+
+    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    where = settings.database_url and "the configured database" or settings.data_dir / "promptloop.db"
+    typer.echo(f"promptloop serving on http://{settings.host}:{settings.port} (data: {where})", err=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command()
+def push(
+    target: Annotated[Path, typer.Argument(help="A .prompt file or a folder of them.")],
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Why: the commit message.")] = None,
+    root: Annotated[
+        Path | None, typer.Option(help="Folder that prompt paths are relative to [default: the folder given].")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Save a version for each prompt file; unchanged files create nothing."""
+    with _client() as client:
+        results = files.push(client, target, root=root, message=message)
+    _emit(results, as_json, lambda r: f"{'created  ' if r.created else 'unchanged'}  {r.version}  {r.path}")
+
+
+@app.command()
+def pull(
+    folder: Annotated[Path, typer.Argument(help="Folder to write .prompt files into.")],
+    env: EnvOption = None,
+    prefix: Annotated[str | None, typer.Option(help="Only prompts under this folder.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write the deployed (with --env) or latest version of each prompt as a .prompt file."""
+    with _client() as client:
+        results = files.pull(client, folder, environment=env, prefix=prefix)
+    _emit(results, as_json, lambda r: f"{'wrote    ' if r.written else 'unchanged'}  {r.version}  {r.file}")
+
+
+@app.command()
+def deploy(
+    prompt_path: Annotated[str, typer.Argument(help="Prompt path, e.g. support/answer.")],
+    version_id: Annotated[str, typer.Argument(help="Version id (or a unique prefix).")],
+    env: Annotated[str, typer.Option("--env", help="Environment to deploy to.")],
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Why.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Make an environment serve a version."""
+    with _client() as client:
+        event = client.prompts.deploy(prompt_path, version_id, environment=env, message=message)
+    _emit([event], as_json, lambda e: f"{e.environment} now serves {e.version_id} of {prompt_path}")
+
+
+@app.command()
+def rollback(
+    prompt_path: Annotated[str, typer.Argument(help="Prompt path.")],
+    env: Annotated[str, typer.Option("--env", help="Environment to roll back.")],
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Why.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Undo the latest deploy to an environment (repeat to go further back)."""
+    with _client() as client:
+        event = client.prompts.rollback(prompt_path, environment=env, message=message)
+    _emit([event], as_json, lambda e: f"{e.environment} rolled back to {e.version_id} of {prompt_path}")
+
+
+@app.command()
+def show(
+    prompt_path: Annotated[str, typer.Argument(help="Prompt path.")],
+    env: EnvOption = None,
+    version: Annotated[str | None, typer.Option("--version", help="Version id.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print a version as a .prompt file: by environment, by id, or the latest."""
+    with _client() as client:
+        found = client.prompts.get(prompt_path, environment=env, version=version)
+    if as_json:
+        _print_json(found)
+        return
+    served = f", serving {', '.join(found.environments)}" if found.environments else ""
+    typer.echo(f"# {found.prompt_path} @ {found.id} by {found.author}, {found.created_at:%Y-%m-%d %H:%M}{served}")
+    if found.message:
+        typer.echo(f"# {found.message}")
+    typer.echo(files.promptfile.dump(files.kernel_of(found), name=found.name), nl=False)
+
+
+@app.command()
+def versions(
+    prompt_path: Annotated[str, typer.Argument(help="Prompt path.")],
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """List a prompt's versions, newest first."""
+    with _client() as client:
+        found = [v for _, v in zip(range(limit), client.prompts.versions(prompt_path), strict=False)]
+    _emit(
+        found,
+        as_json,
+        lambda v: f"{v.id}  {v.created_at:%Y-%m-%d %H:%M}  {v.author:<12} "
+        f"{','.join(v.environments) or '-':<24} {v.message or ''}",
+    )
+
+
+@app.command()
+def diff(
+    prompt_path: Annotated[str, typer.Argument(help="Prompt path.")],
+    before: Annotated[str, typer.Argument(help="Older version id.")],
+    after: Annotated[str, typer.Argument(help="Newer version id.")],
+    as_json: JsonOption = False,
+) -> None:
+    """Show what changed between two versions."""
+    with _client() as client:
+        result = client.prompts.diff(prompt_path, before, after)
+    if as_json:
+        _print_json(result)
+        return
+    typer.echo(result.template or "(templates identical)", nl=not result.template)
+    for change in result.changes:
+        typer.echo(f"{change.field}: {json.dumps(change.before)} -> {json.dumps(change.after)}")
+
+
+def main() -> None:
+    app()
+
+
+@contextmanager
+def _client() -> Iterator[Client]:
+    try:
+        with Client(url=_state.url, project=_state.project) as client:
+            yield client
+    except APIConnectionError as exc:
+        _fail(f"cannot reach the promptloop server: {exc}. Start it with `promptloop serve`, or set --url.")
+    except (SDKError, DomainError) as exc:
+        _fail(str(exc))
+    except OSError as exc:
+        _fail(f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc))
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _emit(items: list[Any], as_json: bool, line: Callable[[Any], str]) -> None:
+    if as_json:
+        _print_json(items)
+    else:
+        for item in items:
+            typer.echo(line(item))
+
+
+def _print_json(value: Any) -> None:
+    json.dump(_plain(value), sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    return value

@@ -1,0 +1,162 @@
+"""Typed results of API calls, mirroring the server's response bodies.
+
+Unknown fields are ignored, so a newer server that adds fields does not break an older SDK.
+Results are frozen: a saved version never changes, and neither does its description here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Health(_Result):
+    """The server's liveness: `status` is "ok", with its version and database backend."""
+
+    status: str
+    version: str
+    database: str
+
+
+class Project(_Result):
+    """An isolation boundary: every prompt and environment belongs to one project."""
+
+    name: str
+    created_at: datetime
+
+
+class Environment(_Result):
+    """A place a version is deployed to, such as "production"."""
+
+    name: str
+    protected: bool
+    created_at: datetime
+
+
+class Prompt(_Result):
+    """A prompt by its path, such as "support/answer"; its content lives in versions."""
+
+    path: str
+    description: str | None = None
+    created_at: datetime
+
+
+class Message(_Result):
+    """One chat message template; `content` may hold `{{ variables }}`."""
+
+    role: str
+    content: str
+
+
+class ToolFunction(_Result):
+    """The function a tool exposes: name, description and JSON Schema of its arguments."""
+
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class Tool(_Result):
+    """A tool the model may call, in the OpenAI function-calling shape."""
+
+    type: str = "function"
+    function: ToolFunction
+
+
+class Parameters(_Result):
+    """Sampling parameters; `extras` carries provider-specific options verbatim."""
+
+    temperature: float | None = None
+    max_tokens: int | None = None
+    top_p: float | None = None
+    stop: list[str] | None = None
+    seed: int | None = None
+    response_format: dict[str, Any] | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    extras: dict[str, Any] = Field(default_factory=dict)
+
+
+class PromptVersion(_Result):
+    """An immutable version of a prompt: its content (the kernel), identity and metadata.
+
+    Chat prompts have `messages`, completion prompts a `template`; `variables` are the inputs
+    the templates read and `environments` those that serve this version now.
+    """
+
+    id: str
+    prompt_path: str
+    content_hash: str
+    provider: str
+    model: str
+    messages: list[Message] | None = None
+    template: str | None = None
+    parameters: Parameters = Field(default_factory=Parameters)
+    tools: list[Tool] = Field(default_factory=list)
+    retrieval: dict[str, Any] | None = None
+    name: str | None = None
+    message: str | None = None
+    author: str
+    created_at: datetime
+    variables: list[str] = Field(default_factory=list)
+    environments: list[str] = Field(default_factory=list)
+
+
+class SavedVersion(PromptVersion):
+    """The result of a save: `created` is False when identical content was already saved."""
+
+    created: bool
+
+
+class Rendered(_Result):
+    """A rendered version: chat `messages` or a completion `prompt`, never both."""
+
+    version_id: str
+    messages: list[Message] | None = None
+    prompt: str | None = None
+
+
+class Change(_Result):
+    """One changed setting: its dotted name and the values before and after (None: unset)."""
+
+    field: str
+    before: Any = None
+    after: Any = None
+
+
+class Diff(_Result):
+    """Two versions compared: a unified diff of the templates and every other change."""
+
+    before: str
+    after: str
+    template: str
+    changes: list[Change]
+
+
+class DeploymentEvent(_Result):
+    """One change of what an environment serves: `action` is "deploy" or "rollback"."""
+
+    id: int
+    environment: str
+    action: str
+    version_id: str
+    previous_version_id: str | None = None
+    actor: str
+    message: str | None = None
+    created_at: datetime
+
+
+class EnvironmentState(_Result):
+    """What one environment serves for a prompt; `version_id` None means nothing deployed."""
+
+    environment: str
+    protected: bool
+    version_id: str | None = None
+    deployed_by: str | None = None
+    deployed_at: datetime | None = None

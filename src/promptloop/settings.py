@@ -1,0 +1,47 @@
+"""One Settings class for the server and the CLI, read from `PROMPTLOOP_*` environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".promptloop"
+
+
+class Settings(BaseSettings):
+    """Server settings. Every field is documented; `docs/settings.md` is generated from them."""
+
+    model_config = SettingsConfigDict(env_prefix="PROMPTLOOP_", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Folder for the SQLite database and other server files.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the database, e.g. `postgresql+psycopg://user:pw@host/db`. "
+        "Unset: SQLite at `<data_dir>/promptloop.db`.",
+    )
+    host: str = Field(default="127.0.0.1", description="Address `promptloop serve` listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `promptloop serve` listens on.")
+    max_body_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        ge=1024,
+        description="Largest request body the API accepts, in bytes; larger ones get 413.",
+    )
+    default_project: str = Field(
+        default="default", description="Project created on first start and used when a request names none."
+    )
+    database_pool_size: int = Field(
+        default=10, ge=1, description="Connections kept open per process (PostgreSQL only)."
+    )
+
+    def resolved_database_url(self) -> str:
+        """The database URL to use: the configured one, or SQLite in the data directory."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'promptloop.db'}"
