@@ -9,25 +9,39 @@ from fastapi.testclient import TestClient
 BASE = "/api/v1"
 
 
-def kernel_body(content: str = "Answer {{ question }} for {{ customer }}.", **overrides: Any) -> dict[str, Any]:
+def kernel_body(
+    content: str = "Answer {{ question }} for {{ customer }}.", **overrides: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "provider": "openai",
         "model": "gpt-4o-mini",
-        "messages": [{"role": "system", "content": "You are helpful."}, {"role": "user", "content": content}],
+        "messages": [
+            {"role": "system", "content": "You are helpful."},
+            {"role": "user", "content": content},
+        ],
     }
     body.update(overrides)
     return body
 
 
-def save(client: TestClient, path: str, content: str = "Answer {{ question }} for {{ customer }}.", **extra: Any) -> dict[str, Any]:
+def save(
+    client: TestClient,
+    path: str,
+    content: str = "Answer {{ question }} for {{ customer }}.",
+    **extra: Any,
+) -> dict[str, Any]:
     response = client.post(f"{BASE}/prompts/{path}/-/versions", json=kernel_body(content, **extra))
     assert response.status_code in (200, 201), response.text
     result: dict[str, Any] = response.json()
     return result
 
 
-def deploy(client: TestClient, path: str, version: str, environment: str = "production") -> dict[str, Any]:
-    response = client.put(f"{BASE}/prompts/{path}/-/deployments/{environment}", json={"version": version})
+def deploy(
+    client: TestClient, path: str, version: str, environment: str = "production"
+) -> dict[str, Any]:
+    response = client.put(
+        f"{BASE}/prompts/{path}/-/deployments/{environment}", json={"version": version}
+    )
     assert response.status_code == 200, response.text
     result: dict[str, Any] = response.json()
     return result

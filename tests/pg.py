@@ -5,6 +5,7 @@ Set PROMPTLOOP_TEST_POSTGRES_URL to use a server you run yourself instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -25,7 +26,9 @@ class TestPostgres:
 
     def __init__(self) -> None:
         if not (PG_BIN / "initdb").exists():
-            raise PostgresUnavailable(f"no PostgreSQL binaries in {PG_BIN} (apt-get install postgresql-15)")
+            raise PostgresUnavailable(
+                f"no PostgreSQL binaries in {PG_BIN} (apt-get install postgresql-15)"
+            )
         self.root = Path(tempfile.mkdtemp(prefix="promptloop-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
@@ -39,19 +42,39 @@ class TestPostgres:
             command = ["runuser", "-u", "postgres", "--", *command]
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)
         if result.returncode != 0:
-            raise PostgresUnavailable(f"{args[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
+            raise PostgresUnavailable(
+                f"{args[0]} failed: {result.stderr.strip() or result.stdout.strip()}"
+            )
 
     def start(self) -> str:
-        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        self._run(
+            "initdb",
+            "-D",
+            str(self.data),
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.root / "log"),
+            "-w",
+            "start",
+        )
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:
-        try:
+        with contextlib.suppress(PostgresUnavailable, subprocess.TimeoutExpired):
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
-        except (PostgresUnavailable, subprocess.TimeoutExpired):
-            pass
         shutil.rmtree(self.root, ignore_errors=True)
 
 

@@ -10,10 +10,20 @@ from tests.helpers import BASE, assert_error, kernel_body, save
 
 def test_unknown_fields_are_named(client: TestClient) -> None:
     body = {**kernel_body(), "temprature": 0.3}
-    error = assert_error(client.post(f"{BASE}/prompts/a/-/versions", json=body), 422, "validation_error", "temprature")
+    error = assert_error(
+        client.post(f"{BASE}/prompts/a/-/versions", json=body),
+        422,
+        "validation_error",
+        "temprature",
+    )
     assert error["details"][0]["location"] == "body.temprature"
     nested = kernel_body(parameters={"temprature": 0.3})
-    assert_error(client.post(f"{BASE}/prompts/a/-/versions", json=nested), 422, "validation_error", "parameters")
+    assert_error(
+        client.post(f"{BASE}/prompts/a/-/versions", json=nested),
+        422,
+        "validation_error",
+        "parameters",
+    )
 
 
 @pytest.mark.parametrize(
@@ -28,14 +38,18 @@ def test_unknown_fields_are_named(client: TestClient) -> None:
         ({"provider": ""}, "provider"),
     ],
 )
-def test_wrong_types_and_values(sqlite_client: TestClient, change: dict[str, object], fragment: str) -> None:
+def test_wrong_types_and_values(
+    sqlite_client: TestClient, change: dict[str, object], fragment: str
+) -> None:
     response = sqlite_client.post(f"{BASE}/prompts/a/-/versions", json={**kernel_body(), **change})
     assert_error(response, 422, "validation_error", fragment)
 
 
 def test_malformed_json_and_wrong_body_type(sqlite_client: TestClient) -> None:
     response = sqlite_client.post(
-        f"{BASE}/prompts/a/-/versions", content=b"{not json", headers={"content-type": "application/json"}
+        f"{BASE}/prompts/a/-/versions",
+        content=b"{not json",
+        headers={"content-type": "application/json"},
     )
     assert_error(response, 422, "validation_error")
     assert_error(sqlite_client.post(f"{BASE}/prompts", json=["a"]), 422, "validation_error")
@@ -43,14 +57,18 @@ def test_malformed_json_and_wrong_body_type(sqlite_client: TestClient) -> None:
 
 def test_oversized_bodies_are_refused_before_parsing(sqlite_client: TestClient) -> None:
     huge = b'{"path": "' + b"a" * (11 * 1024 * 1024) + b'"}'
-    response = sqlite_client.post(f"{BASE}/prompts", content=huge, headers={"content-type": "application/json"})
+    response = sqlite_client.post(
+        f"{BASE}/prompts", content=huge, headers={"content-type": "application/json"}
+    )
     assert_error(response, 413, "body_too_large", "10485760")
 
     def chunks():  # type: ignore[no-untyped-def]
         for _ in range(12):
             yield b"a" * (1024 * 1024)
 
-    streamed = sqlite_client.post(f"{BASE}/prompts", content=chunks(), headers={"content-type": "application/json"})
+    streamed = sqlite_client.post(
+        f"{BASE}/prompts", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert_error(streamed, 413, "body_too_large")
 
 
@@ -59,7 +77,9 @@ def test_invalid_prompt_paths(client: TestClient, path: str) -> None:
     response = client.post(f"{BASE}/prompts", json={"path": path})
     assert response.status_code in (400, 422), response.text
     assert response.json()["error"]["code"] in ("invalid_path", "validation_error")
-    if "." not in path:  # HTTP clients resolve dot segments before sending, so test those in bodies only
+    if (
+        "." not in path
+    ):  # HTTP clients resolve dot segments before sending, so test those in bodies only
         saved = client.post(f"{BASE}/prompts/{path}/-/versions", json=kernel_body())
         assert_error(saved, 400, "invalid_path")
     assert client.get(f"{BASE}/prompts").json()["data"] == []
@@ -68,14 +88,18 @@ def test_invalid_prompt_paths(client: TestClient, path: str) -> None:
 def test_unknown_environments_and_versions(client: TestClient) -> None:
     version = save(client, "support/answer")
     assert_error(
-        client.put(f"{BASE}/prompts/support/answer/-/deployments/prod", json={"version": version["id"]}),
+        client.put(
+            f"{BASE}/prompts/support/answer/-/deployments/prod", json={"version": version["id"]}
+        ),
         404,
         "not_found",
         "No environment named 'prod'",
         "production",
     )
     assert_error(
-        client.put(f"{BASE}/prompts/support/answer/-/deployments/production", json={"version": "abcdef"}),
+        client.put(
+            f"{BASE}/prompts/support/answer/-/deployments/production", json={"version": "abcdef"}
+        ),
         404,
         "not_found",
         "no version 'abcdef'",
@@ -87,19 +111,31 @@ def test_unknown_environments_and_versions(client: TestClient) -> None:
         "hex digits",
     )
     assert_error(
-        client.get(f"{BASE}/prompts/support/answer/-/version", params={"version": "abcd", "environment": "staging"}),
+        client.get(
+            f"{BASE}/prompts/support/answer/-/version",
+            params={"version": "abcd", "environment": "staging"},
+        ),
         400,
         "invalid_input",
         "not both",
     )
-    assert_error(client.post(f"{BASE}/environments", json={"name": "Bad Name"}), 400, "invalid_path")
+    assert_error(
+        client.post(f"{BASE}/environments", json={"name": "Bad Name"}), 400, "invalid_path"
+    )
     assert client.post(f"{BASE}/environments", json={"name": "canary"}).status_code == 201
     assert_error(client.post(f"{BASE}/environments", json={"name": "canary"}), 409, "conflict")
 
 
 def test_bad_cursor_and_limit(sqlite_client: TestClient) -> None:
-    assert_error(sqlite_client.get(f"{BASE}/prompts", params={"cursor": "garbage!"}), 400, "invalid_input", "cursor")
-    assert_error(sqlite_client.get(f"{BASE}/prompts", params={"limit": 0}), 422, "validation_error", "limit")
+    assert_error(
+        sqlite_client.get(f"{BASE}/prompts", params={"cursor": "garbage!"}),
+        400,
+        "invalid_input",
+        "cursor",
+    )
+    assert_error(
+        sqlite_client.get(f"{BASE}/prompts", params={"limit": 0}), 422, "validation_error", "limit"
+    )
 
 
 def test_unknown_routes_and_methods_use_the_error_shape(sqlite_client: TestClient) -> None:

@@ -71,21 +71,31 @@ def test_prompts_list_by_folder_prefix(client: TestClient) -> None:
 
 
 def test_create_prompt_then_conflict(client: TestClient) -> None:
-    created = client.post(f"{BASE}/prompts", json={"path": "support/answer", "description": "Replies"})
+    created = client.post(
+        f"{BASE}/prompts", json={"path": "support/answer", "description": "Replies"}
+    )
     assert created.status_code == 201
     assert client.get(f"{BASE}/prompts/support/answer").json()["description"] == "Replies"
     assert_error(client.post(f"{BASE}/prompts", json={"path": "support/answer"}), 409, "conflict")
-    assert_error(client.get(f"{BASE}/prompts/support/answer/-/version"), 404, "not_found", "no versions")
+    assert_error(
+        client.get(f"{BASE}/prompts/support/answer/-/version"), 404, "not_found", "no versions"
+    )
 
 
 def test_render_and_variables(client: TestClient) -> None:
     version = save(client, "support/answer")
     rendered = client.post(
         f"{BASE}/prompts/support/answer/-/render",
-        json={"inputs": {"question": "Where is my order?", "customer": "Ada"}, "version": version["id"]},
+        json={
+            "inputs": {"question": "Where is my order?", "customer": "Ada"},
+            "version": version["id"],
+        },
     )
     assert rendered.status_code == 200
-    assert rendered.json()["messages"][1] == {"role": "user", "content": "Answer Where is my order? for Ada."}
+    assert rendered.json()["messages"][1] == {
+        "role": "user",
+        "content": "Answer Where is my order? for Ada.",
+    }
     missing = client.post(f"{BASE}/prompts/support/answer/-/render", json={"inputs": {}})
     error = assert_error(missing, 400, "missing_inputs", "question", "customer")
     assert error["details"] == {"missing": ["question", "customer"]}
@@ -104,25 +114,33 @@ def test_get_by_environment_returns_the_deployed_version(client: TestClient) -> 
     old = save(client, "support/answer", "Old {{ q }}")
     new = save(client, "support/answer", "New {{ q }}")
     assert_error(
-        client.get(f"{BASE}/prompts/support/answer/-/version", params={"environment": "production"}),
+        client.get(
+            f"{BASE}/prompts/support/answer/-/version", params={"environment": "production"}
+        ),
         404,
         "not_found",
         "Nothing is deployed to 'production'",
     )
     deploy(client, "support/answer", old["id"])
-    served = client.get(f"{BASE}/prompts/support/answer/-/version", params={"environment": "production"})
+    served = client.get(
+        f"{BASE}/prompts/support/answer/-/version", params={"environment": "production"}
+    )
     assert served.json()["id"] == old["id"]
     assert served.json()["environments"] == ["production"]
     latest = client.get(f"{BASE}/prompts/support/answer/-/version").json()
     assert latest["id"] == new["id"]
-    by_prefix = client.get(f"{BASE}/prompts/support/answer/-/version", params={"version": old["id"][:6]})
+    by_prefix = client.get(
+        f"{BASE}/prompts/support/answer/-/version", params={"version": old["id"][:6]}
+    )
     assert by_prefix.json()["id"] == old["id"]
 
 
 def test_diff_two_versions(client: TestClient) -> None:
     a = save(client, "support/answer", "Hello {{ q }}", parameters={"temperature": 0.1})
     b = save(client, "support/answer", "Hi {{ q }}", parameters={"temperature": 0.9})
-    diff = client.get(f"{BASE}/prompts/support/answer/-/diff", params={"from": a["id"], "to": b["id"]}).json()
+    diff = client.get(
+        f"{BASE}/prompts/support/answer/-/diff", params={"from": a["id"], "to": b["id"]}
+    ).json()
     assert "-Hello {{ q }}" in diff["template"] and "+Hi {{ q }}" in diff["template"]
     assert diff["changes"] == [{"field": "parameters.temperature", "before": 0.1, "after": 0.9}]
 
@@ -133,5 +151,7 @@ def test_projects_isolate_prompts(client: TestClient) -> None:
     other = {"Promptloop-Project": "team-b"}
     assert_error(client.get(f"{BASE}/prompts/support/answer", headers=other), 404, "not_found")
     assert client.get(f"{BASE}/prompts", headers=other).json()["data"] == []
-    assert_error(client.get(f"{BASE}/prompts", headers={"Promptloop-Project": "ghost"}), 404, "not_found")
+    assert_error(
+        client.get(f"{BASE}/prompts", headers={"Promptloop-Project": "ghost"}), 404, "not_found"
+    )
     assert_error(client.post(f"{BASE}/projects", json={"name": "team-b"}), 409, "conflict")

@@ -34,8 +34,12 @@ def test_same_content_same_id_and_any_change_a_new_one() -> None:
 def test_unset_options_and_surrounding_whitespace_do_not_change_identity() -> None:
     explicit = kernel(parameters={"temperature": None, "extras": {}}, tools=[], retrieval=None)
     assert version_id(explicit) == version_id(kernel())
-    padded = kernel(messages=[{"role": "system", "content": "\n  You help {{ customer }}.  \n"},
-                              {"role": "user", "content": "{{ question }}"}])
+    padded = kernel(
+        messages=[
+            {"role": "system", "content": "\n  You help {{ customer }}.  \n"},
+            {"role": "user", "content": "{{ question }}"},
+        ]
+    )
     assert version_id(padded) == version_id(kernel())
     assert "null" not in canonical_json(explicit)
 
@@ -45,7 +49,9 @@ def test_stop_accepts_a_string_and_kernel_needs_exactly_one_template() -> None:
     with pytest.raises(ValueError, match="exactly one"):
         Kernel(provider="openai", model="m")
     with pytest.raises(ValueError, match="exactly one"):
-        Kernel(provider="openai", model="m", template="x", messages=[{"role": "user", "content": "x"}])
+        Kernel(
+            provider="openai", model="m", template="x", messages=[{"role": "user", "content": "x"}]
+        )
     with pytest.raises(ValueError):
         kernel(parameters={"temperature": 7})
     with pytest.raises(ValueError):
@@ -53,7 +59,14 @@ def test_stop_accepts_a_string_and_kernel_needs_exactly_one_template() -> None:
 
 
 def test_variables_in_order_of_first_use_ignoring_loop_variables() -> None:
-    k = kernel(messages=[{"role": "user", "content": "{{ b }} {% for x in items %}{{ x }}{{ a }}{% endfor %} {{ b }}"}])
+    k = kernel(
+        messages=[
+            {
+                "role": "user",
+                "content": "{{ b }} {% for x in items %}{{ x }}{{ a }}{% endfor %} {{ b }}",
+            }
+        ]
+    )
     assert templates.variables(k) == ["b", "items", "a"]
 
 
@@ -70,8 +83,12 @@ def test_render_names_every_missing_input() -> None:
 
 
 def test_syntax_error_points_at_message_and_line() -> None:
-    broken = kernel(messages=[{"role": "system", "content": "ok"},
-                              {"role": "user", "content": "line one\n{{ question }\nline three"}])
+    broken = kernel(
+        messages=[
+            {"role": "system", "content": "ok"},
+            {"role": "user", "content": "line one\n{{ question }\nline three"},
+        ]
+    )
     with pytest.raises(TemplateSyntaxError) as info:
         templates.check_syntax(broken)
     assert info.value.details["template"] == "messages[1] (user)"
@@ -106,8 +123,17 @@ def test_valid_paths(path: str) -> None:
 
 @pytest.mark.parametrize(
     ("path", "hint"),
-    [("", "empty"), ("a/../b", "'..'"), ("./a", "'.'"), ("a//b", "empty segment"), ("/a", "empty segment"),
-     ("a/", "empty segment"), ("a b", "'a b'"), ("-/x", "'-'"), ("x" * 256, "limit")],
+    [
+        ("", "empty"),
+        ("a/../b", "'..'"),
+        ("./a", "'.'"),
+        ("a//b", "empty segment"),
+        ("/a", "empty segment"),
+        ("a/", "empty segment"),
+        ("a b", "'a b'"),
+        ("-/x", "'-'"),
+        ("x" * 256, "limit"),
+    ],
 )
 def test_invalid_paths_say_what_is_wrong(path: str, hint: str) -> None:
     with pytest.raises(InvalidPath, match=hint):
@@ -145,13 +171,17 @@ def test_prompt_file_parses_and_round_trips_to_the_same_version() -> None:
     assert [m.role for m in parsed.kernel.messages] == ["system", "user"]
     assert parsed.kernel.messages[0].content == "You answer support questions for {{ product }}."
     assert parsed.kernel.parameters.stop == ["END"]
-    again = promptfile.parse(promptfile.dump(parsed.kernel, name=parsed.name, description=parsed.description))
+    again = promptfile.parse(
+        promptfile.dump(parsed.kernel, name=parsed.name, description=parsed.description)
+    )
     assert version_id(again.kernel) == version_id(parsed.kernel)
     assert again.description == "Answers support questions"
 
 
 def test_completion_and_plain_body_prompt_files() -> None:
-    completion = promptfile.parse("---\nprovider: local\nmodel: m\ntype: completion\n---\nQ: {{ q }}\nA:")
+    completion = promptfile.parse(
+        "---\nprovider: local\nmodel: m\ntype: completion\n---\nQ: {{ q }}\nA:"
+    )
     assert completion.kernel.template == "Q: {{ q }}\nA:"
     assert promptfile.parse(promptfile.dump(completion.kernel)).kernel == completion.kernel
     plain = promptfile.parse("---\nprovider: local\nmodel: m\n---\nJust ask {{ q }}\n")
@@ -165,7 +195,10 @@ def test_completion_and_plain_body_prompt_files() -> None:
         ("---\nprovider: x\n", "not closed"),
         ("---\nprovider: [x\n---\nuser:\nhi\n", "not valid YAML"),
         ("---\n- a\n---\nuser:\nhi\n", "mapping"),
-        ("---\nprovider: openai\nmodel: m\ncolour: red\n---\nuser:\nhi\n", "unknown front matter key colour"),
+        (
+            "---\nprovider: openai\nmodel: m\ncolour: red\n---\nuser:\nhi\n",
+            "unknown front matter key colour",
+        ),
         ("---\nprovider: openai\n---\nuser:\nhi\n", "model: Field required"),
         ("---\nprovider: openai\nmodel: m\n---\nhello\nuser:\nhi\n", "before the first role line"),
     ],
@@ -177,9 +210,14 @@ def test_bad_prompt_files_name_the_file_and_the_fix(text: str, hint: str) -> Non
 
 def test_diff_shows_template_lines_and_changed_parameters() -> None:
     before = kernel(parameters={"temperature": 0.2})
-    after = kernel(model="gpt-4o", parameters={"temperature": 0.7, "max_tokens": 100},
-                   messages=[{"role": "system", "content": "You help {{ customer }} kindly."},
-                             {"role": "user", "content": "{{ question }}"}])
+    after = kernel(
+        model="gpt-4o",
+        parameters={"temperature": 0.7, "max_tokens": 100},
+        messages=[
+            {"role": "system", "content": "You help {{ customer }} kindly."},
+            {"role": "user", "content": "{{ question }}"},
+        ],
+    )
     result = diff_kernels(before, after, before_label="a", after_label="b")
     assert "-You help {{ customer }}." in result.template
     assert "+You help {{ customer }} kindly." in result.template

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 
@@ -16,9 +17,13 @@ from promptloop.store.models import Deployment, DeploymentEvent, PromptVersion
 from tests.helpers import BASE, assert_error, deploy, save
 
 
-def history(client: TestClient, path: str, environment: str | None = None) -> list[dict[str, object]]:
+def history(
+    client: TestClient, path: str, environment: str | None = None
+) -> list[dict[str, object]]:
     params = {"environment": environment} if environment else {}
-    data: list[dict[str, object]] = client.get(f"{BASE}/prompts/{path}/-/history", params=params).json()["data"]
+    data: list[dict[str, object]] = client.get(
+        f"{BASE}/prompts/{path}/-/history", params=params
+    ).json()["data"]
     return data
 
 
@@ -36,9 +41,15 @@ def test_deploy_history_and_rollback_walks_back(client: TestClient) -> None:
     deploy(client, "support/answer", a, environment="staging")
     assert served(client, "support/answer", "production") == c
 
-    rolled = client.post(f"{BASE}/prompts/support/answer/-/deployments/production/rollback", json={"message": "bad"})
+    rolled = client.post(
+        f"{BASE}/prompts/support/answer/-/deployments/production/rollback", json={"message": "bad"}
+    )
     assert rolled.status_code == 200
-    assert (rolled.json()["action"], rolled.json()["version_id"], rolled.json()["previous_version_id"]) == (
+    assert (
+        rolled.json()["action"],
+        rolled.json()["version_id"],
+        rolled.json()["previous_version_id"],
+    ) == (
         "rollback",
         b,
         c,
@@ -116,7 +127,7 @@ def _race(workers: int, work: Callable[[int], None]) -> None:
         try:
             barrier.wait()
             work(i)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
@@ -134,7 +145,11 @@ def test_concurrent_saves_of_the_same_content_create_one_version(database: Datab
         with database.session(write=True) as session:
             project = projects.get_project(session, name="default")
             saved = prompts.save_version(
-                session, project=project, path="race/same", kernel=_kernel("Same {{ x }}"), author=f"w{i}"
+                session,
+                project=project,
+                path="race/same",
+                kernel=_kernel("Same {{ x }}"),
+                author=f"w{i}",
             )
             results.append((saved.version.version_id, saved.created))
 
@@ -174,7 +189,7 @@ def test_concurrent_deploys_leave_a_consistent_history(database: Database) -> No
         current = session.scalars(select(Deployment)).one()
     assert len(events) >= 2
     assert events[0].previous_version_pk is None
-    for before, after in zip(events, events[1:], strict=False):
+    for before, after in itertools.pairwise(events):
         assert after.previous_version_pk == before.version_pk
         assert after.version_pk != before.version_pk
     assert current.version_pk == events[-1].version_pk

@@ -27,14 +27,17 @@ class Settings(BaseSettings):
         "Unset: SQLite at `<data_dir>/promptloop.db`.",
     )
     host: str = Field(default="127.0.0.1", description="Address `promptloop serve` listens on.")
-    port: int = Field(default=8000, ge=1, le=65535, description="Port `promptloop serve` listens on.")
+    port: int = Field(
+        default=8000, ge=1, le=65535, description="Port `promptloop serve` listens on."
+    )
     max_body_bytes: int = Field(
         default=10 * 1024 * 1024,
         ge=1024,
         description="Largest request body the API accepts, in bytes; larger ones get 413.",
     )
     default_project: str = Field(
-        default="default", description="Project created on first start and used when a request names none."
+        default="default",
+        description="Project created on first start and used when a request names none.",
     )
     database_pool_size: int = Field(
         default=10, ge=1, description="Connections kept open per process (PostgreSQL only)."

@@ -48,7 +48,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     api = APIRouter(prefix=API_PREFIX)
-    for router in (health.router, projects.router, prompts.router, deployments.router, prompts.prompt_router):
+    for router in (
+        health.router,
+        projects.router,
+        prompts.router,
+        deployments.router,
+        prompts.prompt_router,
+    ):
         api.include_router(router)
     app.include_router(api)
     return app

@@ -73,7 +73,9 @@ def get_context(
         ),
     ] = None,
 ) -> RequestContext:
-    return RequestContext(db=db, principal=principal, project_name=project or settings.default_project)
+    return RequestContext(
+        db=db, principal=principal, project_name=project or settings.default_project
+    )
 
 
 DbDep = Annotated[Database, Depends(get_db)]

@@ -21,7 +21,12 @@ from promptloop.core.errors import Conflict, InvalidInput, NotFound, PromptloopE
 logger = logging.getLogger("promptloop.api")
 
 STATUS = {NotFound: 404, InvalidInput: 400, Conflict: 409}
-_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
+_HTTP_CODES = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
 
 
 class ErrorDetail(BaseModel):
@@ -73,7 +78,9 @@ def install(app: FastAPI) -> None:
         ]
         summary = "; ".join(f"{p['location']}: {p['message']}" for p in problems[:5])
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
-        return error_response(422, "validation_error", f"Invalid request: {summary}{more}", problems)
+        return error_response(
+            422, "validation_error", f"Invalid request: {summary}{more}", problems
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -86,7 +93,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("Unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "Internal server error; the server log has details.")
+        return error_response(
+            500, "internal_error", "Internal server error; the server log has details."
+        )
 
 
 class BodySizeLimit:

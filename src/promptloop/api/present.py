@@ -29,7 +29,10 @@ def version_public(
 
 
 def event_public(
-    event: DeploymentEvent, *, versions: Mapping[int, PromptVersion], environments: Mapping[int, str]
+    event: DeploymentEvent,
+    *,
+    versions: Mapping[int, PromptVersion],
+    environments: Mapping[int, str],
 ) -> DeploymentEventPublic:
     previous = versions.get(event.previous_version_pk) if event.previous_version_pk else None
     return DeploymentEventPublic(

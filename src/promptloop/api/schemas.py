@@ -41,7 +41,9 @@ class ProjectPublic(BaseModel):
 
 class EnvironmentCreate(Strict):
     name: str = Field(min_length=1, max_length=64)
-    protected: bool = Field(default=False, description="Protected environments need a higher role to deploy to.")
+    protected: bool = Field(
+        default=False, description="Protected environments need a higher role to deploy to."
+    )
 
 
 class EnvironmentPublic(BaseModel):
@@ -65,10 +67,14 @@ class VersionCreate(Kernel):
     """A kernel plus the metadata of this save."""
 
     name: str | None = Field(default=None, max_length=200)
-    message: str | None = Field(default=None, max_length=10_000, description="Why this version exists.")
+    message: str | None = Field(
+        default=None, max_length=10_000, description="Why this version exists."
+    )
     author: str | None = Field(default=None, max_length=200, description="Defaults to the caller.")
     description: str | None = Field(
-        default=None, max_length=10_000, description="Description of the prompt, used if this save creates it."
+        default=None,
+        max_length=10_000,
+        description="Description of the prompt, used if this save creates it.",
     )
 
     def kernel(self) -> Kernel:
@@ -88,7 +94,9 @@ class VersionPublic(Kernel):
     author: str
     created_at: datetime
     variables: list[str] = Field(description="Input variables the templates read.")
-    environments: list[str] = Field(default_factory=list, description="Environments serving it now.")
+    environments: list[str] = Field(
+        default_factory=list, description="Environments serving it now."
+    )
 
 
 class SavedVersionPublic(VersionPublic):
@@ -97,8 +105,12 @@ class SavedVersionPublic(VersionPublic):
 
 class RenderRequest(Strict):
     inputs: dict[str, Any] = Field(default_factory=dict)
-    environment: str | None = Field(default=None, description="Render what this environment serves.")
-    version: str | None = Field(default=None, description="Render this version id (default: latest).")
+    environment: str | None = Field(
+        default=None, description="Render what this environment serves."
+    )
+    version: str | None = Field(
+        default=None, description="Render this version id (default: latest)."
+    )
 
 
 class RenderPublic(BaseModel):
@@ -115,7 +127,9 @@ class DiffPublic(BaseModel):
 
 
 class DeployRequest(Strict):
-    version: str = Field(min_length=4, max_length=12, description="Version id (or a unique prefix).")
+    version: str = Field(
+        min_length=4, max_length=12, description="Version id (or a unique prefix)."
+    )
     message: str | None = Field(default=None, max_length=10_000)
 
 

@@ -50,11 +50,15 @@ def prompt_files(target: Path, *, root: Path | None) -> Iterator[tuple[str, Path
         try:
             relative = file.resolve().relative_to(base)
         except ValueError:
-            raise InvalidInput(f"{file} is not under {base}; pass --root to set the prompts folder.") from None
+            raise InvalidInput(
+                f"{file} is not under {base}; pass --root to set the prompts folder."
+            ) from None
         yield relative.with_suffix("").as_posix(), file
 
 
-def push(client: Client, target: Path, *, root: Path | None, message: str | None) -> list[PushResult]:
+def push(
+    client: Client, target: Path, *, root: Path | None, message: str | None
+) -> list[PushResult]:
     """Save a version for each prompt file; unchanged files resolve to their existing version.
 
     Every file is parsed before anything is sent, so a bad file stops the push with nothing saved.
@@ -72,11 +76,15 @@ def push(client: Client, target: Path, *, root: Path | None, message: str | None
             message=message,
             description=prompt.description,
         )
-        results.append(PushResult(path=path, version=saved.id, created=saved.created, file=str(file)))
+        results.append(
+            PushResult(path=path, version=saved.id, created=saved.created, file=str(file))
+        )
     return results
 
 
-def pull(client: Client, folder: Path, *, environment: str | None, prefix: str | None) -> list[PullResult]:
+def pull(
+    client: Client, folder: Path, *, environment: str | None, prefix: str | None
+) -> list[PullResult]:
     """Write each prompt's deployed (or, without an environment, latest) version as a file.
 
     Prompts with nothing deployed in `environment`, or with no versions, are skipped.
@@ -88,12 +96,16 @@ def pull(client: Client, folder: Path, *, environment: str | None, prefix: str |
         except NotFoundError:
             continue
         file = folder / f"{prompt.path}{promptfile.SUFFIX}"
-        text = promptfile.dump(kernel_of(version), name=version.name, description=prompt.description)
+        text = promptfile.dump(
+            kernel_of(version), name=version.name, description=prompt.description
+        )
         written = not file.exists() or file.read_text(encoding="utf-8") != text
         if written:
             file.parent.mkdir(parents=True, exist_ok=True)
             file.write_text(text, encoding="utf-8")
-        results.append(PullResult(path=prompt.path, version=version.id, file=str(file), written=written))
+        results.append(
+            PullResult(path=prompt.path, version=version.id, file=str(file), written=written)
+        )
     return results
 
 

@@ -17,6 +17,7 @@ import typer
 from pydantic import BaseModel
 
 from promptloop.cli import files
+from promptloop.core import promptfile
 from promptloop.core.errors import PromptloopError as DomainError
 from promptloop.sdk import APIConnectionError, Client
 from promptloop.sdk import PromptloopError as SDKError
@@ -48,7 +49,8 @@ def _global(
         typer.Option(envvar="PROMPTLOOP_URL", help="Server URL [default: http://127.0.0.1:8000]."),
     ] = None,
     project: Annotated[
-        str | None, typer.Option(envvar="PROMPTLOOP_PROJECT", help="Project [default: the server's].")
+        str | None,
+        typer.Option(envvar="PROMPTLOOP_PROJECT", help="Project [default: the server's]."),
     ] = None,
 ) -> None:
     _state.url, _state.project = url, project
@@ -56,10 +58,15 @@ def _global(
 
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on [default: 127.0.0.1].")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port [default: 8000].")] = None,
     data_dir: Annotated[
-        Path | None, typer.Option("--data-dir", help="Data folder [default: PROMPTLOOP_DATA_DIR or ~/.promptloop].")
+        Path | None,
+        typer.Option(
+            "--data-dir", help="Data folder [default: PROMPTLOOP_DATA_DIR or ~/.promptloop]."
+        ),
     ] = None,
 ) -> None:
     """Run the server: API on /api/v1, database migrated on start."""
@@ -70,24 +77,35 @@ def serve(
 
     overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    where = settings.database_url and "the configured database" or settings.data_dir / "promptloop.db"
-    typer.echo(f"promptloop serving on http://{settings.host}:{settings.port} (data: {where})", err=True)
+    where = (
+        (settings.database_url and "the configured database") or settings.data_dir / "promptloop.db"
+    )
+    typer.echo(
+        f"promptloop serving on http://{settings.host}:{settings.port} (data: {where})", err=True
+    )
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
 
 @app.command()
 def push(
     target: Annotated[Path, typer.Argument(help="A .prompt file or a folder of them.")],
-    message: Annotated[str | None, typer.Option("--message", "-m", help="Why: the commit message.")] = None,
+    message: Annotated[
+        str | None, typer.Option("--message", "-m", help="Why: the commit message.")
+    ] = None,
     root: Annotated[
-        Path | None, typer.Option(help="Folder that prompt paths are relative to [default: the folder given].")
+        Path | None,
+        typer.Option(help="Folder that prompt paths are relative to [default: the folder given]."),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Save a version for each prompt file; unchanged files create nothing."""
     with _client() as client:
         results = files.push(client, target, root=root, message=message)
-    _emit(results, as_json, lambda r: f"{'created  ' if r.created else 'unchanged'}  {r.version}  {r.path}")
+    _emit(
+        results,
+        as_json,
+        lambda r: f"{'created  ' if r.created else 'unchanged'}  {r.version}  {r.path}",
+    )
 
 
 @app.command()
@@ -100,7 +118,11 @@ def pull(
     """Write the deployed (with --env) or latest version of each prompt as a .prompt file."""
     with _client() as client:
         results = files.pull(client, folder, environment=env, prefix=prefix)
-    _emit(results, as_json, lambda r: f"{'wrote    ' if r.written else 'unchanged'}  {r.version}  {r.file}")
+    _emit(
+        results,
+        as_json,
+        lambda r: f"{'wrote    ' if r.written else 'unchanged'}  {r.version}  {r.file}",
+    )
 
 
 @app.command()
@@ -127,7 +149,11 @@ def rollback(
     """Undo the latest deploy to an environment (repeat to go further back)."""
     with _client() as client:
         event = client.prompts.rollback(prompt_path, environment=env, message=message)
-    _emit([event], as_json, lambda e: f"{e.environment} rolled back to {e.version_id} of {prompt_path}")
+    _emit(
+        [event],
+        as_json,
+        lambda e: f"{e.environment} rolled back to {e.version_id} of {prompt_path}",
+    )
 
 
 @app.command()
@@ -144,10 +170,12 @@ def show(
         _print_json(found)
         return
     served = f", serving {', '.join(found.environments)}" if found.environments else ""
-    typer.echo(f"# {found.prompt_path} @ {found.id} by {found.author}, {found.created_at:%Y-%m-%d %H:%M}{served}")
+    typer.echo(
+        f"# {found.prompt_path} @ {found.id} by {found.author}, {found.created_at:%Y-%m-%d %H:%M}{served}"
+    )
     if found.message:
         typer.echo(f"# {found.message}")
-    typer.echo(files.promptfile.dump(files.kernel_of(found), name=found.name), nl=False)
+    typer.echo(promptfile.dump(files.kernel_of(found), name=found.name), nl=False)
 
 
 @app.command()
@@ -158,12 +186,16 @@ def versions(
 ) -> None:
     """List a prompt's versions, newest first."""
     with _client() as client:
-        found = [v for _, v in zip(range(limit), client.prompts.versions(prompt_path), strict=False)]
+        found = [
+            v for _, v in zip(range(limit), client.prompts.versions(prompt_path), strict=False)
+        ]
     _emit(
         found,
         as_json,
-        lambda v: f"{v.id}  {v.created_at:%Y-%m-%d %H:%M}  {v.author:<12} "
-        f"{','.join(v.environments) or '-':<24} {v.message or ''}",
+        lambda v: (
+            f"{v.id}  {v.created_at:%Y-%m-%d %H:%M}  {v.author:<12} "
+            f"{','.join(v.environments) or '-':<24} {v.message or ''}"
+        ),
     )
 
 
@@ -195,7 +227,9 @@ def _client() -> Iterator[Client]:
         with Client(url=_state.url, project=_state.project) as client:
             yield client
     except APIConnectionError as exc:
-        _fail(f"cannot reach the promptloop server: {exc}. Start it with `promptloop serve`, or set --url.")
+        _fail(
+            f"cannot reach the promptloop server: {exc}. Start it with `promptloop serve`, or set --url."
+        )
     except (SDKError, DomainError) as exc:
         _fail(str(exc))
     except OSError as exc:

@@ -32,7 +32,9 @@ def template_text(kernel: Kernel) -> str:
     return "\n\n".join(f"{m.role}:\n{m.content}" for m in kernel.messages) + "\n"
 
 
-def diff_kernels(before: Kernel, after: Kernel, *, before_label: str, after_label: str) -> KernelDiff:
+def diff_kernels(
+    before: Kernel, after: Kernel, *, before_label: str, after_label: str
+) -> KernelDiff:
     """Compare two kernels; identical kernels give an empty template diff and no changes."""
     template = "".join(
         difflib.unified_diff(
@@ -53,7 +55,11 @@ def diff_kernels(before: Kernel, after: Kernel, *, before_label: str, after_labe
         kind = {True: "completion", False: "chat"}
         changes.insert(
             0,
-            Change(field="kind", before=kind[before.messages is None], after=kind[after.messages is None]),
+            Change(
+                field="kind",
+                before=kind[before.messages is None],
+                after=kind[after.messages is None],
+            ),
         )
     return KernelDiff(template=template, changes=changes)
 

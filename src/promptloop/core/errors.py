@@ -1,12 +1,12 @@
 """The domain's exception tree; every layer raises these and the API maps them to responses.
 
-    PromptloopError
-    ├── NotFound            the named thing does not exist (in this project)
-    ├── InvalidInput        the request is well-formed but its content is wrong
-    │   ├── InvalidPath     a prompt path or environment name breaks the naming rules
-    │   ├── TemplateSyntaxError   a template does not parse; details say where
-    │   └── MissingInputs   rendering needs variables the caller did not give
-    └── Conflict            the request clashes with the current state (already exists, nothing to roll back)
+PromptloopError
+├── NotFound            the named thing does not exist (in this project)
+├── InvalidInput        the request is well-formed but its content is wrong
+│   ├── InvalidPath     a prompt path or environment name breaks the naming rules
+│   ├── TemplateSyntaxError   a template does not parse; details say where
+│   └── MissingInputs   rendering needs variables the caller did not give
+└── Conflict            the request clashes with the current state (already exists, nothing to roll back)
 """
 
 from __future__ import annotations

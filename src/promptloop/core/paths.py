@@ -25,7 +25,9 @@ def validate_prompt_path(path: str) -> str:
     if not path:
         raise InvalidPath("Prompt path is empty: give a path like 'support/answer'.")
     if len(path) > MAX_PATH_LENGTH:
-        raise InvalidPath(f"Prompt path is {len(path)} characters long; the limit is {MAX_PATH_LENGTH}.")
+        raise InvalidPath(
+            f"Prompt path is {len(path)} characters long; the limit is {MAX_PATH_LENGTH}."
+        )
     for segment in path.split("/"):
         if not segment:
             raise InvalidPath(

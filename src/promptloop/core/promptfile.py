@@ -81,7 +81,9 @@ def dump(kernel: Kernel, *, name: str | None = None, description: str | None = N
     if kernel.messages is None:
         front["type"] = "completion"
     front.update(
-        kernel.model_dump(mode="json", include=set(_KERNEL_KEYS), exclude_none=True, exclude_defaults=True)
+        kernel.model_dump(
+            mode="json", include=set(_KERNEL_KEYS), exclude_none=True, exclude_defaults=True
+        )
     )
     front["provider"], front["model"] = kernel.provider, kernel.model
     header = yaml.safe_dump(front, sort_keys=False, allow_unicode=True)

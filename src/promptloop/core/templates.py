@@ -59,7 +59,9 @@ def render(kernel: Kernel, inputs: dict[str, Any]) -> Rendered:
         )
     if kernel.messages is not None:
         messages = [
-            Message(role=m.role, content=_render_one(f"messages[{i}] ({m.role})", m.content, inputs))
+            Message(
+                role=m.role, content=_render_one(f"messages[{i}] ({m.role})", m.content, inputs)
+            )
             for i, m in enumerate(kernel.messages)
         ]
         return Rendered(messages=messages, prompt=None)

@@ -91,7 +91,9 @@ def rollback(
         )
     previous = current.version_pk
     _move(current, target, actor)
-    return _record(session, current, action=ROLLBACK, previous=previous, actor=actor, message=message)
+    return _record(
+        session, current, action=ROLLBACK, previous=previous, actor=actor, message=message
+    )
 
 
 def environment_states(session: Session, *, project: Project, path: str) -> list[EnvironmentState]:
@@ -135,7 +137,12 @@ def environment_names(session: Session, *, project: Project) -> dict[int, str]:
 
 
 def _lock_or_create(
-    session: Session, *, prompt: Prompt, environment: Environment, version: PromptVersion, actor: str
+    session: Session,
+    *,
+    prompt: Prompt,
+    environment: Environment,
+    version: PromptVersion,
+    actor: str,
 ) -> tuple[Deployment, int | None]:
     """The prompt's deployment row in `environment`, locked for this transaction, and the version
     it served before (None when this call created the row, serving `version`)."""
@@ -147,7 +154,10 @@ def _lock_or_create(
     deployment, created = insert_or_get(
         session,
         Deployment(
-            prompt_id=prompt.id, environment_id=environment.id, version_pk=version.id, deployed_by=actor
+            prompt_id=prompt.id,
+            environment_id=environment.id,
+            version_pk=version.id,
+            deployed_by=actor,
         ),
         query,
     )
@@ -183,10 +193,14 @@ def _record(
     return event
 
 
-def _latest_event(session: Session, *, prompt: Prompt, environment: Environment) -> DeploymentEvent | None:
+def _latest_event(
+    session: Session, *, prompt: Prompt, environment: Environment
+) -> DeploymentEvent | None:
     return session.scalars(
         select(DeploymentEvent)
-        .where(DeploymentEvent.prompt_id == prompt.id, DeploymentEvent.environment_id == environment.id)
+        .where(
+            DeploymentEvent.prompt_id == prompt.id, DeploymentEvent.environment_id == environment.id
+        )
         .order_by(DeploymentEvent.id.desc())
         .limit(1)
     ).first()
@@ -195,7 +209,9 @@ def _latest_event(session: Session, *, prompt: Prompt, environment: Environment)
 def _rollback_target(session: Session, *, prompt: Prompt, environment: Environment) -> int | None:
     events: Sequence[DeploymentEvent] = session.scalars(
         select(DeploymentEvent)
-        .where(DeploymentEvent.prompt_id == prompt.id, DeploymentEvent.environment_id == environment.id)
+        .where(
+            DeploymentEvent.prompt_id == prompt.id, DeploymentEvent.environment_id == environment.id
+        )
         .order_by(DeploymentEvent.id.desc())
     ).all()
     undone = 0

@@ -7,14 +7,21 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy import Select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from promptloop.core.errors import InvalidInput
 
 T = TypeVar("T")
+
+
+class _HasId(Protocol):
+    id: int
+
+
+R = TypeVar("R", bound=_HasId)
 MAX_LIMIT = 200
 
 
@@ -39,22 +46,29 @@ def decode_cursor(cursor: str) -> int:
             "The cursor is not valid: pass the next_cursor value of a previous page unchanged."
         ) from None
     if not isinstance(value, int):
-        raise InvalidInput("The cursor is not valid: pass the next_cursor value of a previous page unchanged.")
+        raise InvalidInput(
+            "The cursor is not valid: pass the next_cursor value of a previous page unchanged."
+        )
     return value
 
 
 def paginate(
-    session: Session, query: Select[tuple[T]], *, id_column: object, cursor: str | None, limit: int, newest_first: bool
-) -> Page[T]:
-    """Run `query` for one page ordered by `id_column`; rows must expose `.id`."""
+    session: Session,
+    query: Select[R],
+    *,
+    id_column: InstrumentedAttribute[int],
+    cursor: str | None,
+    limit: int,
+    newest_first: bool,
+) -> Page[R]:
+    """Run `query` for one page of rows ordered by their integer `id_column`."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}, not {limit}.")
-    column = id_column  # a mapped integer column
     if cursor is not None:
         last = decode_cursor(cursor)
-        query = query.where(column < last if newest_first else column > last)  # type: ignore[operator]
-    query = query.order_by(column.desc() if newest_first else column.asc()).limit(limit + 1)  # type: ignore[attr-defined]
+        query = query.where(id_column < last if newest_first else id_column > last)
+    query = query.order_by(id_column.desc() if newest_first else id_column.asc()).limit(limit + 1)
     rows = list(session.scalars(query))
     more = len(rows) > limit
     rows = rows[:limit]
-    return Page(items=rows, next_cursor=encode_cursor(rows[-1].id) if more and rows else None)  # type: ignore[attr-defined]
+    return Page(items=rows, next_cursor=encode_cursor(rows[-1].id) if more and rows else None)

@@ -60,7 +60,9 @@ def list_prompts(
     if prefix:
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(Prompt.path.like(f"{escaped}%", escape="\\"))
-    return paginate(session, query, id_column=Prompt.id, cursor=cursor, limit=limit, newest_first=False)
+    return paginate(
+        session, query, id_column=Prompt.id, cursor=cursor, limit=limit, newest_first=False
+    )
 
 
 def save_version(
@@ -176,7 +178,9 @@ def render_version(
     version: str | None = None,
 ) -> tuple[PromptVersion, templates.Rendered]:
     """Render the resolved version with `inputs`."""
-    resolved = resolve_version(session, project=project, path=path, environment=environment, version=version)
+    resolved = resolve_version(
+        session, project=project, path=path, environment=environment, version=version
+    )
     return resolved, templates.render(kernel_of(resolved), inputs)
 
 
@@ -231,7 +235,9 @@ def versions_by_pk(session: Session, pks: Sequence[int | None]) -> dict[int, Pro
     wanted = {pk for pk in pks if pk is not None}
     if not wanted:
         return {}
-    return {v.id: v for v in session.scalars(select(PromptVersion).where(PromptVersion.id.in_(wanted)))}
+    return {
+        v.id: v for v in session.scalars(select(PromptVersion).where(PromptVersion.id.in_(wanted)))
+    }
 
 
 def _upsert_prompt(

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 T = TypeVar("T")
 
 
-def insert_or_get(session: Session, row: T, existing: Select[tuple[T]]) -> tuple[T, bool]:
+def insert_or_get(session: Session, row: T, existing: Select[T]) -> tuple[T, bool]:
     """Insert `row`, or return the row `existing` finds if a unique constraint says it is there.
 
     Concurrent inserts of the same key leave exactly one row: the loser's insert fails inside a

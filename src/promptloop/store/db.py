@@ -37,7 +37,9 @@ class Database:
 
     def _engine(self, *, immediate: bool, pool_size: int) -> Engine:
         if not self.is_sqlite:
-            return create_engine(self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            return create_engine(
+                self.url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            )
         engine = create_engine(self.url, connect_args={"check_same_thread": False, "timeout": 30})
         begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
@@ -68,7 +70,9 @@ class Database:
         """Apply every pending migration (idempotent; safe with several replicas starting)."""
         with self.write_engine.begin() as connection:
             if not self.is_sqlite:
-                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK}
+                )
             config = alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")

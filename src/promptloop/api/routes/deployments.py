@@ -39,8 +39,12 @@ def list_deployments(path: str, ctx: ContextDep) -> list[EnvironmentStatePublic]
     ]
 
 
-@router.put("/prompts/{path:path}/-/deployments/{environment}", summary="Deploy a version to an environment")
-def deploy(path: str, environment: str, body: DeployRequest, ctx: ContextDep) -> DeploymentEventPublic:
+@router.put(
+    "/prompts/{path:path}/-/deployments/{environment}", summary="Deploy a version to an environment"
+)
+def deploy(
+    path: str, environment: str, body: DeployRequest, ctx: ContextDep
+) -> DeploymentEventPublic:
     with ctx.transaction(write=True) as (session, project):
         event = deployments.deploy(
             session,
@@ -58,10 +62,17 @@ def deploy(path: str, environment: str, body: DeployRequest, ctx: ContextDep) ->
     "/prompts/{path:path}/-/deployments/{environment}/rollback",
     summary="Undo the latest deploy to an environment",
 )
-def rollback(path: str, environment: str, body: RollbackRequest, ctx: ContextDep) -> DeploymentEventPublic:
+def rollback(
+    path: str, environment: str, body: RollbackRequest, ctx: ContextDep
+) -> DeploymentEventPublic:
     with ctx.transaction(write=True) as (session, project):
         event = deployments.rollback(
-            session, project=project, path=path, environment=environment, actor=ctx.principal.name, message=body.message
+            session,
+            project=project,
+            path=path,
+            environment=environment,
+            actor=ctx.principal.name,
+            message=body.message,
         )
         return _events_public(session, project, [event])[0]
 

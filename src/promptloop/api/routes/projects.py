@@ -3,7 +3,12 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from promptloop.api.deps import ContextDep, DbDep
-from promptloop.api.schemas import EnvironmentCreate, EnvironmentPublic, ProjectCreate, ProjectPublic
+from promptloop.api.schemas import (
+    EnvironmentCreate,
+    EnvironmentPublic,
+    ProjectCreate,
+    ProjectPublic,
+)
 from promptloop.services import projects
 
 router = APIRouter(tags=["projects"])
@@ -12,7 +17,10 @@ router = APIRouter(tags=["projects"])
 @router.get("/projects", summary="List projects")
 def list_projects(db: DbDep) -> list[ProjectPublic]:
     with db.session(write=False) as session:
-        return [ProjectPublic.model_validate(p, from_attributes=True) for p in projects.list_projects(session)]
+        return [
+            ProjectPublic.model_validate(p, from_attributes=True)
+            for p in projects.list_projects(session)
+        ]
 
 
 @router.post("/projects", status_code=status.HTTP_201_CREATED, summary="Create a project")
@@ -34,5 +42,7 @@ def list_environments(ctx: ContextDep) -> list[EnvironmentPublic]:
 @router.post("/environments", status_code=status.HTTP_201_CREATED, summary="Create an environment")
 def create_environment(body: EnvironmentCreate, ctx: ContextDep) -> EnvironmentPublic:
     with ctx.transaction(write=True) as (session, project):
-        env = projects.create_environment(session, project=project, name=body.name, protected=body.protected)
+        env = projects.create_environment(
+            session, project=project, name=body.name, protected=body.protected
+        )
         return EnvironmentPublic.model_validate(env, from_attributes=True)

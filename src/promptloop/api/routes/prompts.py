@@ -26,19 +26,25 @@ router = APIRouter(tags=["prompts"])
 # `/prompts/{path}` matches every sub-resource URL too, so it lives on a router included last.
 prompt_router = APIRouter(tags=["prompts"])
 
-Cursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page.")]
+Cursor = Annotated[
+    str | None, Query(max_length=200, description="`next_cursor` of the previous page.")
+]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 
 
 @router.get("/prompts", summary="List prompts in path order")
 def list_prompts(
     ctx: ContextDep,
-    prefix: Annotated[str | None, Query(max_length=255, description="Folder, e.g. `support/`.")] = None,
+    prefix: Annotated[
+        str | None, Query(max_length=255, description="Folder, e.g. `support/`.")
+    ] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> ListPublic[PromptPublic]:
     with ctx.transaction(write=False) as (session, project):
-        page = prompts.list_prompts(session, project=project, prefix=prefix, cursor=cursor, limit=limit)
+        page = prompts.list_prompts(
+            session, project=project, prefix=prefix, cursor=cursor, limit=limit
+        )
         return ListPublic(
             data=[PromptPublic.model_validate(p, from_attributes=True) for p in page.items],
             next_cursor=page.next_cursor,
@@ -48,7 +54,9 @@ def list_prompts(
 @router.post("/prompts", status_code=status.HTTP_201_CREATED, summary="Create an empty prompt")
 def create_prompt(body: PromptCreate, ctx: ContextDep) -> PromptPublic:
     with ctx.transaction(write=True) as (session, project):
-        prompt = prompts.create_prompt(session, project=project, path=body.path, description=body.description)
+        prompt = prompts.create_prompt(
+            session, project=project, path=body.path, description=body.description
+        )
         return PromptPublic.model_validate(prompt, from_attributes=True)
 
 
@@ -57,7 +65,9 @@ def create_prompt(body: PromptCreate, ctx: ContextDep) -> PromptPublic:
     status_code=status.HTTP_201_CREATED,
     summary="Save a version (201 new; 200 when identical content exists)",
 )
-def save_version(path: str, body: VersionCreate, ctx: ContextDep, response: Response) -> SavedVersionPublic:
+def save_version(
+    path: str, body: VersionCreate, ctx: ContextDep, response: Response
+) -> SavedVersionPublic:
     with ctx.transaction(write=True) as (session, project):
         saved = prompts.save_version(
             session,
@@ -81,8 +91,14 @@ def list_versions(
     path: str, ctx: ContextDep, cursor: Cursor = None, limit: Limit = 50
 ) -> ListPublic[VersionPublic]:
     with ctx.transaction(write=False) as (session, project):
-        page = prompts.list_versions(session, project=project, path=path, cursor=cursor, limit=limit)
-        serving = prompts.environments_serving(session, prompt_id=page.items[0].prompt_id) if page.items else {}
+        page = prompts.list_versions(
+            session, project=project, path=path, cursor=cursor, limit=limit
+        )
+        serving = (
+            prompts.environments_serving(session, prompt_id=page.items[0].prompt_id)
+            if page.items
+            else {}
+        )
     return ListPublic(
         data=[version_public(v, path=path, environments=serving.get(v.id)) for v in page.items],
         next_cursor=page.next_cursor,
@@ -97,7 +113,9 @@ def get_version(
     path: str,
     ctx: ContextDep,
     environment: Annotated[str | None, Query(max_length=64)] = None,
-    version: Annotated[str | None, Query(max_length=64, description="Version id or unique prefix.")] = None,
+    version: Annotated[
+        str | None, Query(max_length=64, description="Version id or unique prefix.")
+    ] = None,
 ) -> VersionPublic:
     with ctx.transaction(write=False) as (session, project):
         resolved = prompts.resolve_version(
@@ -118,7 +136,9 @@ def render(path: str, body: RenderRequest, ctx: ContextDep) -> RenderPublic:
             environment=body.environment,
             version=body.version,
         )
-    return RenderPublic(version_id=version.version_id, messages=rendered.messages, prompt=rendered.prompt)
+    return RenderPublic(
+        version_id=version.version_id, messages=rendered.messages, prompt=rendered.prompt
+    )
 
 
 @router.get("/prompts/{path:path}/-/diff", summary="Diff two versions (templates and parameters)")
@@ -129,7 +149,9 @@ def diff(
     after: Annotated[str, Query(max_length=64, alias="to")],
 ) -> DiffPublic:
     with ctx.transaction(write=False) as (session, project):
-        result = prompts.diff_versions(session, project=project, path=path, before=before, after=after)
+        result = prompts.diff_versions(
+            session, project=project, path=path, before=before, after=after
+        )
     return DiffPublic(before=before, after=after, template=result.template, changes=result.changes)
 
 

@@ -1,0 +1,5 @@
+"""`python -m promptloop` runs the command line."""
+
+from promptloop.cli.main import main
+
+main()

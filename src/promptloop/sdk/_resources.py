@@ -1,0 +1,163 @@
+"""The clients' namespaces (`client.prompts`, …), made from the call builders in `_requests`.
+
+`_sync(build)` turns a builder into a method that sends the call and returns its result;
+`_async(build)` into one that returns an awaitable. Both keep the builder's signature and
+docstring, so each API call is written once and type-checks the same on both clients.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+from pydantic import BaseModel
+
+from promptloop.sdk._requests import Call, EnvironmentCalls, Pages, ProjectCalls, PromptCalls
+
+P = ParamSpec("P")
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _SyncSender(Protocol):
+    def _send(self, call: Call[T]) -> T: ...
+    def _iterate(self, pages: Pages[M]) -> Iterator[M]: ...
+
+
+class _AsyncSender(Protocol):
+    async def _send(self, call: Call[T]) -> T: ...
+    def _iterate(self, pages: Pages[M]) -> AsyncIterator[M]: ...
+
+
+class _Resource:
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, value in vars(cls).items():
+            if inspect.isfunction(value):  # made by _sync/_async: one function per class
+                value.__qualname__ = f"{cls.__qualname__}.{name}"
+
+
+class SyncResource(_Resource):
+    """Base of `Client`'s namespaces."""
+
+    def __init__(self, client: _SyncSender) -> None:
+        self._client = client
+
+
+class AsyncResource(_Resource):
+    """Base of `AsyncClient`'s namespaces."""
+
+    def __init__(self, client: _AsyncSender) -> None:
+        self._client = client
+
+
+def _sync(build: Callable[P, Call[T]]) -> Callable[Concatenate[SyncResource, P], T]:
+    def method(self: SyncResource, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._client._send(build(*args, **kwargs))
+
+    return _like(build, method)
+
+
+def _sync_pages(
+    build: Callable[P, Pages[M]],
+) -> Callable[Concatenate[SyncResource, P], Iterator[M]]:
+    def method(self: SyncResource, /, *args: P.args, **kwargs: P.kwargs) -> Iterator[M]:
+        return self._client._iterate(build(*args, **kwargs))
+
+    return _like(build, method)
+
+
+def _async(
+    build: Callable[P, Call[T]],
+) -> Callable[Concatenate[AsyncResource, P], Coroutine[Any, Any, T]]:
+    async def method(self: AsyncResource, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return await self._client._send(build(*args, **kwargs))
+
+    return _like(build, method)
+
+
+def _async_pages(
+    build: Callable[P, Pages[M]],
+) -> Callable[Concatenate[AsyncResource, P], AsyncIterator[M]]:
+    def method(self: AsyncResource, /, *args: P.args, **kwargs: P.kwargs) -> AsyncIterator[M]:
+        return self._client._iterate(build(*args, **kwargs))
+
+    return _like(build, method)
+
+
+def _like(build: Callable[..., Any], method: F) -> F:
+    """Give `method` the builder's name, docstring and signature (plus `self`) for help()."""
+    signature = inspect.signature(build)
+    self_parameter = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
+    method.__name__ = build.__name__
+    method.__doc__ = build.__doc__
+    method.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[self_parameter, *signature.parameters.values()],
+        return_annotation=inspect.Signature.empty,
+    )
+    return method
+
+
+class Projects(SyncResource):
+    """`client.projects`: list and create projects."""
+
+    list = _sync(ProjectCalls.list)
+    create = _sync(ProjectCalls.create)
+
+
+class Environments(SyncResource):
+    """`client.environments`: the environments of the client's project."""
+
+    list = _sync(EnvironmentCalls.list)
+    create = _sync(EnvironmentCalls.create)
+
+
+class Prompts(SyncResource):
+    """`client.prompts`: prompts, their versions, rendering and deployments."""
+
+    create = _sync(PromptCalls.create)
+    list = _sync_pages(PromptCalls.list)
+    get_prompt = _sync(PromptCalls.get_prompt)
+    get = _sync(PromptCalls.get)
+    save = _sync(PromptCalls.save)
+    versions = _sync_pages(PromptCalls.versions)
+    render = _sync(PromptCalls.render)
+    diff = _sync(PromptCalls.diff)
+    deploy = _sync(PromptCalls.deploy)
+    rollback = _sync(PromptCalls.rollback)
+    deployments = _sync(PromptCalls.deployments)
+    history = _sync_pages(PromptCalls.history)
+
+
+class AsyncProjects(AsyncResource):
+    """`client.projects` of `AsyncClient`; methods as in `Projects`, awaitable."""
+
+    list = _async(ProjectCalls.list)
+    create = _async(ProjectCalls.create)
+
+
+class AsyncEnvironments(AsyncResource):
+    """`client.environments` of `AsyncClient`; methods as in `Environments`, awaitable."""
+
+    list = _async(EnvironmentCalls.list)
+    create = _async(EnvironmentCalls.create)
+
+
+class AsyncPrompts(AsyncResource):
+    """`client.prompts` of `AsyncClient`; methods as in `Prompts`, awaitable (iterators are
+    async iterators)."""
+
+    create = _async(PromptCalls.create)
+    list = _async_pages(PromptCalls.list)
+    get_prompt = _async(PromptCalls.get_prompt)
+    get = _async(PromptCalls.get)
+    save = _async(PromptCalls.save)
+    versions = _async_pages(PromptCalls.versions)
+    render = _async(PromptCalls.render)
+    diff = _async(PromptCalls.diff)
+    deploy = _async(PromptCalls.deploy)
+    rollback = _async(PromptCalls.rollback)
+    deployments = _async(PromptCalls.deployments)
+    history = _async_pages(PromptCalls.history)

@@ -1,0 +1,187 @@
+"""The command line against a real `promptloop serve` process over HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from promptloop.cli.main import app
+
+PROMPT = """---
+provider: openai
+model: gpt-4o-mini
+parameters:
+  temperature: 0.2
+---
+system:
+You answer questions about {{ product }}.
+
+user:
+{{ question }}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    data_dir = tmp_path_factory.mktemp("serve")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROMPTLOOP_")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "promptloop",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v1/health").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(
+                f"promptloop serve did not start:\n{process.stdout.read() if process.stdout else ''}"
+            )
+        time.sleep(0.1)
+    assert (data_dir / "promptloop.db").exists()
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def cli(server: str, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Run a command against the server, in a fresh project for each test."""
+    project = "t" + str(abs(hash(request.node.name)))[:10]
+    httpx.post(f"{server}/api/v1/projects", json={"name": project}).raise_for_status()
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0):  # type: ignore[no-untyped-def]
+        result = runner.invoke(app, ["--url", server, "--project", project, *args])
+        assert result.exit_code == code, (
+            f"exit {result.exit_code}\n{result.stdout}\n{result.stderr}"
+        )
+        return result
+
+    return run
+
+
+def write(root: Path, path: str, text: str = PROMPT) -> Path:
+    file = root / f"{path}.prompt"
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(text)
+    return file
+
+
+def test_push_creates_then_unchanged_then_new_version(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    write(tmp_path, "support/answer")
+    write(tmp_path, "sales/pitch", PROMPT.replace("questions", "pitches"))
+    first = json.loads(cli("push", str(tmp_path), "-m", "initial", "--json").stdout)
+    assert sorted((r["path"], r["created"]) for r in first) == [
+        ("sales/pitch", True),
+        ("support/answer", True),
+    ]
+    again = json.loads(cli("push", str(tmp_path), "--json").stdout)
+    assert [r["created"] for r in again] == [False, False]
+    write(tmp_path, "support/answer", PROMPT.replace("0.2", "0.7"))
+    third = cli("push", str(tmp_path / "support/answer.prompt"), "--root", str(tmp_path)).stdout
+    assert "created" in third and "support/answer" in third
+    listed = cli("versions", "support/answer").stdout.splitlines()
+    assert len(listed) == 2
+    assert listed[1].endswith("initial")
+
+
+def test_deploy_show_and_pull_round_trip(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    write(tmp_path / "src", "support/answer")
+    version = json.loads(cli("push", str(tmp_path / "src"), "--json").stdout)[0]["version"]
+    assert (
+        "production now serves"
+        in cli("deploy", "support/answer", version, "--env", "production").stdout
+    )
+    shown = json.loads(cli("show", "support/answer", "--env", "production", "--json").stdout)
+    assert shown["id"] == version and shown["environments"] == ["production"]
+    assert "{{ question }}" in cli("show", "support/answer", "--version", version).stdout
+
+    pulled = json.loads(cli("pull", str(tmp_path / "out"), "--env", "production", "--json").stdout)
+    assert [(r["path"], r["version"], r["written"]) for r in pulled] == [
+        ("support/answer", version, True)
+    ]
+    # What pull writes pushes back as the same version: a clean round trip through git.
+    assert json.loads(cli("push", str(tmp_path / "out"), "--json").stdout)[0] == {
+        "path": "support/answer",
+        "version": version,
+        "created": False,
+        "file": str(tmp_path / "out" / "support" / "answer.prompt"),
+    }
+    assert "unchanged" in cli("pull", str(tmp_path / "out"), "--env", "production").stdout
+    assert cli("pull", str(tmp_path / "none"), "--env", "staging", "--json").stdout.strip() == "[]"
+
+
+def test_rollback_and_diff(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    write(tmp_path, "a")
+    v1 = json.loads(cli("push", str(tmp_path), "--json").stdout)[0]["version"]
+    write(tmp_path, "a", PROMPT.replace("gpt-4o-mini", "gpt-4o"))
+    v2 = json.loads(cli("push", str(tmp_path), "--json").stdout)[0]["version"]
+    cli("deploy", "a", v1, "--env", "staging")
+    cli("deploy", "a", v2, "--env", "staging")
+    assert f"rolled back to {v1}" in cli("rollback", "a", "--env", "staging").stdout
+    assert 'model: "gpt-4o-mini" -> "gpt-4o"' in cli("diff", "a", v1, v2).stdout
+
+
+def test_errors_print_one_line_and_exit_non_zero(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    missing = cli("show", "no/such", code=1)
+    assert missing.stderr.strip().count("\n") == 0
+    assert missing.stderr.startswith("Error: No prompt at 'no/such'")
+    assert "Traceback" not in missing.stderr + missing.stdout
+    write(tmp_path, "x")
+    version = json.loads(cli("push", str(tmp_path), "--json").stdout)[0]["version"]
+    wrong_env = cli("deploy", "x", version, "--env", "prod", code=1).stderr
+    assert "No environment named 'prod'" in wrong_env and "production" in wrong_env
+    assert "no version 'abcd'" in cli("deploy", "x", "abcd", "--env", "production", code=1).stderr
+
+
+def test_a_bad_file_stops_the_push_with_nothing_saved(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    write(tmp_path, "good")
+    write(tmp_path, "bad", PROMPT.replace("model: gpt-4o-mini\n", ""))
+    result = cli("push", str(tmp_path), code=1)
+    assert "bad.prompt" in result.stderr and "model" in result.stderr
+    assert cli("pull", str(tmp_path / "out"), "--json").stdout.strip() == "[]"
+    assert "does not exist" in cli("push", str(tmp_path / "nope"), code=1).stderr
+
+
+def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
+    port = _free_port()
+    result = CliRunner().invoke(app, ["--url", f"http://127.0.0.1:{port}", "show", "a"])
+    assert result.exit_code == 1
+    assert "cannot reach the promptloop server" in result.stderr
+    assert "promptloop serve" in result.stderr

@@ -1,0 +1,497 @@
+"""The Python SDK against the real server in-process, plus its offline behaviour.
+
+`Client` sends through a Starlette TestClient (an httpx.Client, passed as `http_client`);
+`AsyncClient` through `httpx.ASGITransport` on the same app, whose lifespan the TestClient ran.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from starlette.testclient import TestClient
+
+import promptloop
+from promptloop import (
+    APIConnectionError,
+    APIResponseValidationError,
+    APIStatusError,
+    APITimeoutError,
+    AsyncClient,
+    AuthenticationError,
+    BadRequestError,
+    Client,
+    ConflictError,
+    InternalServerError,
+    Message,
+    NotFoundError,
+    PermissionDeniedError,
+    PromptloopError,
+    RateLimitError,
+)
+from promptloop.api.app import create_app
+from promptloop.settings import Settings
+
+URL = "http://testserver"
+PATH = "support/answer"
+CHAT = [
+    {"role": "system", "content": "You are helpful."},
+    {"role": "user", "content": "Answer {{ question }} for {{ customer }}."},
+]
+HEALTH = {"status": "ok", "version": "0.1.0", "database": "sqlite"}
+
+
+@pytest.fixture(autouse=True)
+def _no_client_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PROMPTLOOP_URL", "PROMPTLOOP_API_KEY", "PROMPTLOOP_PROJECT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> FastAPI:
+    return create_app(Settings(data_dir=tmp_path))
+
+
+@pytest.fixture
+def server(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as test_client:  # runs the lifespan: database migrated
+        yield test_client
+
+
+@pytest.fixture
+def sdk(server: TestClient) -> Iterator[Client]:
+    with Client(URL, http_client=server) as client:
+        yield client
+
+
+@pytest.fixture
+async def async_sdk(server: TestClient, app: FastAPI) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(URL, transport=httpx.ASGITransport(app=app)) as client:
+        yield client
+
+
+def save(client: Client, path: str = PATH, content: str = "Hi {{ name }}.", **extra: Any) -> Any:
+    messages = [{"role": "user", "content": content}]
+    return client.prompts.save(
+        path, provider="openai", model="gpt-4o-mini", messages=messages, **extra
+    )
+
+
+def mock_client(handler: Callable[[httpx.Request], httpx.Response], **kwargs: Any) -> Client:
+    return Client(transport=httpx.MockTransport(handler), **kwargs)
+
+
+# --- against the real server -------------------------------------------------------------
+
+
+def test_health(sdk: Client) -> None:
+    health = sdk.health()
+    assert (health.status, health.database) == ("ok", "sqlite")
+    assert health.version == promptloop.__version__
+
+
+def test_save_creates_once_then_returns_the_existing_version(sdk: Client) -> None:
+    first = sdk.prompts.save(
+        PATH, provider="openai", model="gpt-4o-mini", messages=CHAT, message="first"
+    )
+    assert first.created is True
+    assert first.variables == ["question", "customer"]
+    assert first.author and first.message == "first"
+    models = [Message(role=m["role"], content=m["content"]) for m in CHAT]
+    again = sdk.prompts.save(
+        PATH, provider="openai", model="gpt-4o-mini", messages=models, message="again"
+    )
+    assert (again.created, again.id, again.message) == (False, first.id, "first")
+
+
+def test_save_completion_template_with_parameters_and_tools(sdk: Client) -> None:
+    tool = {"type": "function", "function": {"name": "lookup", "parameters": {"type": "object"}}}
+    saved = sdk.prompts.save(
+        "complete/me",
+        provider="openai",
+        model="gpt-4o-mini",
+        template="Say {{ word }}",
+        parameters={"temperature": 0.2, "stop": "\n"},
+        tools=[tool],
+        name="v1",
+        description="A completion prompt",
+    )
+    assert saved.template == "Say {{ word }}" and saved.messages is None
+    assert (saved.parameters.temperature, saved.parameters.stop) == (0.2, ["\n"])
+    assert saved.tools[0].function.name == "lookup"
+    assert sdk.prompts.get_prompt("complete/me").description == "A completion prompt"
+    assert sdk.prompts.render("complete/me", {"word": "hi"}).prompt == "Say hi"
+
+
+def test_versions_iterate_newest_first_across_pages(sdk: Client) -> None:
+    saved = [save(sdk, content=f"Version {i}: {{{{ name }}}}").id for i in range(60)]
+    listed = [version.id for version in sdk.prompts.versions(PATH)]
+    assert listed == saved[::-1]  # 60 > the server's page size of 50
+
+
+def test_prompts_list_with_prefix(sdk: Client) -> None:
+    for path in ("b/two", "a/one", "b/one"):
+        sdk.prompts.create(path, description=f"The {path} prompt")
+    assert sorted(p.path for p in sdk.prompts.list()) == ["a/one", "b/one", "b/two"]
+    assert sorted(p.path for p in sdk.prompts.list(prefix="b/")) == ["b/one", "b/two"]
+    assert sdk.prompts.get_prompt("a/one").description == "The a/one prompt"
+
+
+def test_get_latest_by_version_and_by_environment(sdk: Client) -> None:
+    old, new = save(sdk, content="Old {{ name }}"), save(sdk, content="New {{ name }}")
+    event = sdk.prompts.deploy(PATH, old.id, environment="production", message="ship")
+    assert (event.action, event.version_id, event.message) == ("deploy", old.id, "ship")
+    assert sdk.prompts.get(PATH).id == new.id
+    assert sdk.prompts.get(PATH, version=old.id[:6]).id == old.id
+    served = sdk.prompts.get(PATH, environment="production")
+    assert (served.id, served.environments) == (old.id, ["production"])
+
+
+def test_rollback_restores_the_previous_version_and_is_in_history(sdk: Client) -> None:
+    first, second = save(sdk, content="One {{ name }}"), save(sdk, content="Two {{ name }}")
+    sdk.prompts.deploy(PATH, first.id, environment="staging")
+    sdk.prompts.deploy(PATH, second.id, environment="staging")
+    event = sdk.prompts.rollback(PATH, environment="staging", message="bad")
+    assert (event.action, event.version_id, event.previous_version_id) == (
+        "rollback",
+        first.id,
+        second.id,
+    )
+    assert sdk.prompts.get(PATH, environment="staging").id == first.id
+    history = list(sdk.prompts.history(PATH, environment="staging"))
+    assert [e.action for e in history] == ["rollback", "deploy", "deploy"]
+    assert list(sdk.prompts.history(PATH, environment="production")) == []
+
+
+def test_deployments_list_every_environment(sdk: Client) -> None:
+    version = save(sdk)
+    sdk.prompts.deploy(PATH, version.id, environment="development")
+    states = {s.environment: s for s in sdk.prompts.deployments(PATH)}
+    assert set(states) == {"development", "staging", "production"}
+    assert states["development"].version_id == version.id
+    assert states["development"].deployed_at is not None
+    assert states["production"].version_id is None and states["production"].protected
+
+
+def test_render_fills_the_template(sdk: Client) -> None:
+    sdk.prompts.save(PATH, provider="openai", model="gpt-4o-mini", messages=CHAT)
+    rendered = sdk.prompts.render(PATH, {"question": "why?", "customer": "Ada"})
+    assert rendered.messages is not None and rendered.prompt is None
+    assert rendered.messages[1].content == "Answer why? for Ada."
+
+
+def test_render_with_missing_inputs_lists_every_missing_variable(sdk: Client) -> None:
+    sdk.prompts.save(PATH, provider="openai", model="gpt-4o-mini", messages=CHAT)
+    with pytest.raises(BadRequestError) as caught:
+        sdk.prompts.render(PATH, {"unused": 1})
+    error = caught.value
+    assert (error.status_code, error.code) == (400, "missing_inputs")
+    assert error.details == {"missing": ["question", "customer"]}
+    assert str(error) == error.message and "question, customer" in str(error)
+
+
+def test_unknown_prompt_raises_not_found(sdk: Client) -> None:
+    with pytest.raises(NotFoundError) as caught:
+        sdk.prompts.get("no/such/prompt")
+    assert caught.value.status_code == 404 and "no/such/prompt" in str(caught.value)
+    with pytest.raises(NotFoundError):
+        sdk.prompts.get_prompt("no/such/prompt")
+    with pytest.raises(NotFoundError):
+        list(sdk.prompts.versions("no/such/prompt"))
+
+
+def test_schema_violation_raises_bad_request_with_details(sdk: Client) -> None:
+    with pytest.raises(BadRequestError) as caught:
+        sdk.prompts.save(PATH, provider="openai", model="m", messages=[{"role": "robot"}])
+    assert caught.value.status_code == 422 and caught.value.code == "validation_error"
+    assert isinstance(caught.value.details, list) and caught.value.details
+
+
+def test_diff_between_versions(sdk: Client) -> None:
+    before = save(sdk, content="Hello {{ name }}")
+    after = save(sdk, content="Bye {{ name }}", parameters={"temperature": 1})
+    diff = sdk.prompts.diff(PATH, before.id, after.id)
+    assert "-Hello {{ name }}" in diff.template and "+Bye {{ name }}" in diff.template
+    assert [(c.field, c.before, c.after) for c in diff.changes] == [
+        ("parameters.temperature", None, 1.0)
+    ]
+
+
+def test_projects_and_environments(sdk: Client) -> None:
+    assert [p.name for p in sdk.projects.list()] == ["default"]
+    assert sdk.projects.create("team").name == "team"
+    with pytest.raises(ConflictError):
+        sdk.projects.create("team")
+    created = sdk.environments.create("canary", protected=True)
+    assert (created.name, created.protected) == ("canary", True)
+    assert "canary" in [e.name for e in sdk.environments.list()]
+
+
+def test_project_comes_from_argument_or_environment_variable(
+    server: TestClient, sdk: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sdk.projects.create("team")
+    with Client(URL, http_client=server, project="team") as team:
+        save(team, "team/only")
+    monkeypatch.setenv("PROMPTLOOP_PROJECT", "team")
+    with Client(URL, http_client=server) as from_env:
+        assert [p.path for p in from_env.prompts.list()] == ["team/only"]
+    assert list(sdk.prompts.list()) == []
+
+
+async def test_async_client_mirrors_the_sync_client(async_sdk: AsyncClient) -> None:
+    assert (await async_sdk.health()).status == "ok"
+    ids = []
+    for i in range(55):
+        saved = await async_sdk.prompts.save(
+            PATH, provider="openai", model="m", messages=[{"role": "user", "content": f"v{i}"}]
+        )
+        ids.append(saved.id)
+    assert [v.id async for v in async_sdk.prompts.versions(PATH)] == ids[::-1]
+    await async_sdk.prompts.deploy(PATH, ids[0], environment="production")
+    assert (await async_sdk.prompts.get(PATH, environment="production")).id == ids[0]
+    assert [e.action async for e in async_sdk.prompts.history(PATH)] == ["deploy"]
+    assert [p.path async for p in async_sdk.prompts.list()] == [PATH]
+
+
+async def test_async_client_raises_the_same_errors(async_sdk: AsyncClient) -> None:
+    with pytest.raises(NotFoundError):
+        await async_sdk.prompts.get("no/such/prompt")
+    with pytest.raises(NotFoundError):
+        _ = [v async for v in async_sdk.prompts.versions("no/such/prompt")]
+    with pytest.raises(ConflictError):
+        await async_sdk.projects.create("default")
+
+
+# --- offline: URLs, headers, errors ------------------------------------------------------
+
+
+def test_url_and_api_key_come_from_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=HEALTH)
+
+    monkeypatch.setenv("PROMPTLOOP_URL", "http://promptloop.test:9000/")
+    monkeypatch.setenv("PROMPTLOOP_API_KEY", "sk-env")
+    mock_client(handler).health()
+    mock_client(handler, api_key="sk-arg").health()
+    monkeypatch.delenv("PROMPTLOOP_URL")
+    monkeypatch.delenv("PROMPTLOOP_API_KEY")
+    mock_client(handler).health()
+    assert [str(r.url) for r in seen] == [
+        "http://promptloop.test:9000/api/v1/health",
+        "http://promptloop.test:9000/api/v1/health",
+        "http://127.0.0.1:8000/api/v1/health",
+    ]
+    auth = [r.headers.get("Authorization") for r in seen]
+    assert auth == ["Bearer sk-env", "Bearer sk-arg", None]
+    assert all("Promptloop-Project" not in r.headers for r in seen)
+
+
+def test_prompt_paths_keep_their_slashes_in_urls() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.raw_path.decode()}")
+        return httpx.Response(500, json={})
+
+    client = mock_client(handler)
+    calls = [
+        lambda: client.prompts.get("a/b/c", environment="production"),
+        lambda: client.prompts.deploy("a/b/c", "abcd1234", environment="staging"),
+        lambda: client.prompts.rollback("a/b/c", environment="staging"),
+        lambda: client.prompts.diff("a/b/c", "1111", "2222"),
+        lambda: client.prompts.get_prompt("a/b c"),
+    ]
+    for call in calls:
+        with pytest.raises(InternalServerError):
+            call()
+    assert seen == [
+        "GET /api/v1/prompts/a/b/c/-/version?environment=production",
+        "PUT /api/v1/prompts/a/b/c/-/deployments/staging",
+        "POST /api/v1/prompts/a/b/c/-/deployments/staging/rollback",
+        "GET /api/v1/prompts/a/b/c/-/diff?from=1111&to=2222",
+        "GET /api/v1/prompts/a/b%20c",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("status", "error_class"),
+    [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (403, PermissionDeniedError),
+        (404, NotFoundError),
+        (409, ConflictError),
+        (413, APIStatusError),
+        (422, BadRequestError),
+        (429, RateLimitError),
+        (500, InternalServerError),
+        (503, InternalServerError),
+    ],
+)
+def test_error_statuses_map_to_exception_classes(
+    status: int, error_class: type[APIStatusError]
+) -> None:
+    body = {"error": {"code": "some_code", "message": "Fix this.", "details": {"k": 1}}}
+    client = mock_client(lambda _request: httpx.Response(status, json=body))
+    with pytest.raises(error_class) as caught:
+        client.health()
+    error = caught.value
+    assert type(error) is error_class and isinstance(error, PromptloopError)
+    assert (error.status_code, error.code, error.message, error.details) == (
+        status,
+        "some_code",
+        "Fix this.",
+        {"k": 1},
+    )
+    assert str(error) == "Fix this."
+
+
+def test_error_without_the_error_body_still_raises_a_status_error() -> None:
+    client = mock_client(lambda _request: httpx.Response(502, text="<html>Bad gateway</html>"))
+    with pytest.raises(InternalServerError) as caught:
+        client.health()
+    assert caught.value.code == "http_error" and "Bad gateway" in str(caught.value)
+
+
+def test_unreadable_success_raises_response_validation_error() -> None:
+    client = mock_client(lambda _request: httpx.Response(200, text="<html>not the API</html>"))
+    with pytest.raises(APIResponseValidationError, match="compatible"):
+        client.health()
+    client = mock_client(lambda _request: httpx.Response(200, json={"data": "nope"}))
+    with pytest.raises(APIResponseValidationError):
+        list(client.prompts.versions(PATH))
+
+
+def test_closed_port_raises_api_connection_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with (
+        Client(f"http://127.0.0.1:{port}", timeout=5) as client,
+        pytest.raises(APIConnectionError) as caught,
+    ):
+        client.health()
+    assert not isinstance(caught.value, APITimeoutError)
+    assert f"127.0.0.1:{port}" in str(caught.value) and "PROMPTLOOP_URL" in str(caught.value)
+
+
+def test_timeout_raises_api_timeout_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    with pytest.raises(APITimeoutError, match="timeout="):
+        mock_client(handler).health()
+
+
+def test_injected_http_client_is_left_open_and_excludes_transport() -> None:
+    http = httpx.Client(transport=httpx.MockTransport(lambda _r: httpx.Response(200, json=HEALTH)))
+    with Client(http_client=http) as client:
+        assert client.health().status == "ok"
+    assert not http.is_closed
+    with pytest.raises(ValueError, match="not both"):
+        Client(http_client=http, transport=httpx.MockTransport(lambda _r: httpx.Response(200)))
+    http.close()
+
+
+# --- public surface ----------------------------------------------------------------------
+
+
+async def test_sync_and_async_clients_have_the_same_methods() -> None:
+    def methods(obj: object) -> dict[str, inspect.Signature]:
+        return {
+            name: inspect.signature(getattr(obj, name))
+            for name in dir(obj)
+            if not name.startswith("_") and callable(getattr(obj, name))
+        }
+
+    with Client() as sync:
+        async with AsyncClient() as asynchronous:
+            assert methods(sync) == methods(asynchronous)
+            for namespace in ("projects", "environments", "prompts"):
+                assert methods(getattr(sync, namespace)) == methods(
+                    getattr(asynchronous, namespace)
+                )
+    signature = inspect.signature(sync.prompts.get)
+    assert list(signature.parameters) == ["path", "environment", "version"]
+    assert sync.prompts.get.__doc__ and sync.prompts.get.__qualname__ == "Prompts.get"
+
+
+def test_all_is_complete() -> None:
+    public = {
+        name
+        for name, value in vars(promptloop).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+    }
+    assert set(promptloop.__all__) == public
+    assert sorted(promptloop.__all__) == sorted(promptloop.sdk.__all__)
+    from promptloop.sdk import _models
+
+    results = {
+        n
+        for n, v in vars(_models).items()
+        if inspect.isclass(v) and v.__module__ == _models.__name__
+    }
+    errors = {c.__name__ for c in _subclasses(PromptloopError)} | {"PromptloopError"}
+    assert {n for n in results if not n.startswith("_")} | errors <= set(promptloop.__all__)
+
+
+def _subclasses(cls: type) -> set[type]:
+    return {sub for direct in cls.__subclasses__() for sub in {direct} | _subclasses(direct)}
+
+
+@pytest.mark.parametrize("name", promptloop.__all__)
+def test_every_exported_name_imports(name: str) -> None:
+    namespace: dict[str, Any] = {}
+    exec(f"from promptloop import {name}", namespace)
+    assert namespace[name] is getattr(promptloop, name)
+
+
+ISOLATED = """
+import importlib.abc, sys
+
+BLOCKED = {blocked}
+
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if any(name == b or name.startswith(b + ".") for b in BLOCKED):
+            raise ImportError(f"the SDK must not import {{name}}")
+        return None
+
+sys.meta_path.insert(0, Block())
+import httpx
+import promptloop
+
+health = {health}
+transport = httpx.MockTransport(lambda request: httpx.Response(200, json=health))
+with promptloop.Client("http://sdk.test", transport=transport) as client:
+    print(client.health().status)
+"""
+
+
+def test_sdk_imports_without_the_server_dependencies() -> None:
+    blocked = [
+        *("fastapi", "starlette", "sqlalchemy", "jinja2", "yaml", "alembic", "typer"),
+        *("uvicorn", "psycopg", "pydantic_settings", "pluggy"),
+        *(f"promptloop.{layer}" for layer in ("api", "services", "store", "core", "cli")),
+        "promptloop.settings",
+    ]
+    script = textwrap.dedent(ISOLATED).format(blocked=blocked, health=json.dumps(HEALTH))
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
