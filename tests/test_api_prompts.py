@@ -62,12 +62,19 @@ def test_versions_newest_first_with_cursor_pagination(client: TestClient) -> Non
 
 
 def test_prompts_list_by_folder_prefix(client: TestClient) -> None:
-    for path in ("support/answer", "support/triage", "sales/pitch", "support_old/x"):
+    for path in ("support/triage", "support_old/x", "sales/pitch", "support/answer"):
         save(client, path)
     listed = client.get(f"{BASE}/prompts", params={"prefix": "support/"}).json()
     assert [p["path"] for p in listed["data"]] == ["support/answer", "support/triage"]
-    everything = client.get(f"{BASE}/prompts").json()["data"]
-    assert len(everything) == 4
+    first = client.get(f"{BASE}/prompts", params={"limit": 2}).json()
+    rest = client.get(f"{BASE}/prompts", params={"cursor": first["next_cursor"]}).json()
+    assert [p["path"] for p in first["data"] + rest["data"]] == [
+        "sales/pitch",
+        "support/answer",
+        "support/triage",
+        "support_old/x",
+    ]
+    assert rest["next_cursor"] is None
 
 
 def test_create_prompt_then_conflict(client: TestClient) -> None:

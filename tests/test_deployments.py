@@ -83,6 +83,7 @@ def test_redeploying_the_served_version_changes_nothing(client: TestClient) -> N
     first = deploy(client, "support/answer", a)
     again = deploy(client, "support/answer", a)
     assert again["id"] == first["id"]
+    assert (first["changed"], again["changed"]) == (True, False)
     assert len(history(client, "support/answer")) == 1
 
 

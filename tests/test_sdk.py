@@ -142,8 +142,8 @@ def test_versions_iterate_newest_first_across_pages(sdk: Client) -> None:
 def test_prompts_list_with_prefix(sdk: Client) -> None:
     for path in ("b/two", "a/one", "b/one"):
         sdk.prompts.create(path, description=f"The {path} prompt")
-    assert sorted(p.path for p in sdk.prompts.list()) == ["a/one", "b/one", "b/two"]
-    assert sorted(p.path for p in sdk.prompts.list(prefix="b/")) == ["b/one", "b/two"]
+    assert [p.path for p in sdk.prompts.list()] == ["a/one", "b/one", "b/two"]
+    assert [p.path for p in sdk.prompts.list(prefix="b/")] == ["b/one", "b/two"]
     assert sdk.prompts.get_prompt("a/one").description == "The a/one prompt"
 
 
@@ -308,7 +308,7 @@ def test_prompt_paths_keep_their_slashes_in_urls() -> None:
         return httpx.Response(500, json={})
 
     client = mock_client(handler)
-    calls = [
+    calls: list[Callable[[], object]] = [
         lambda: client.prompts.get("a/b/c", environment="production"),
         lambda: client.prompts.deploy("a/b/c", "abcd1234", environment="staging"),
         lambda: client.prompts.rollback("a/b/c", environment="staging"),
@@ -449,8 +449,11 @@ def test_all_is_complete() -> None:
     assert {n for n in results if not n.startswith("_")} | errors <= set(promptloop.__all__)
 
 
-def _subclasses(cls: type) -> set[type]:
-    return {sub for direct in cls.__subclasses__() for sub in {direct} | _subclasses(direct)}
+def _subclasses(cls: type[Exception]) -> set[type[Exception]]:
+    found: set[type[Exception]] = set()
+    for direct in cls.__subclasses__():
+        found |= {direct} | _subclasses(direct)
+    return found
 
 
 @pytest.mark.parametrize("name", promptloop.__all__)

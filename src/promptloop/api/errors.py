@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -49,6 +50,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (409, "Conflict"),
         (413, "Body too large"),
         (422, "Request does not match the schema"),
+        (500, "Unexpected server error (a bug: the server log has details)"),
+        (503, "Database unavailable"),
     ]
 }
 
@@ -89,6 +92,13 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 404 and message == "Not Found":
             message = "No such endpoint. The API is described at /openapi.json."
         return error_response(exc.status_code, code, message)
+
+    @app.exception_handler(OperationalError)
+    async def _database(request: Request, exc: OperationalError) -> JSONResponse:
+        logger.error("Database error on %s %s: %s", request.method, request.url.path, exc.orig)
+        return error_response(
+            503, "database_unavailable", "The database is unavailable; retry shortly."
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

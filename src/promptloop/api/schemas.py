@@ -146,6 +146,10 @@ class DeploymentEventPublic(BaseModel):
     actor: str
     message: str | None
     created_at: datetime
+    changed: bool = Field(
+        default=True,
+        description="On deploy: false when the environment already served this version, so nothing was recorded.",
+    )
 
 
 class EnvironmentStatePublic(BaseModel):

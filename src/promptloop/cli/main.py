@@ -78,8 +78,8 @@ def serve(
     overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     where = (
-        (settings.database_url and "the configured database") or settings.data_dir / "promptloop.db"
-    )
+        settings.database_url and "the configured database"
+    ) or settings.data_dir / "promptloop.db"
     typer.echo(
         f"promptloop serving on http://{settings.host}:{settings.port} (data: {where})", err=True
     )

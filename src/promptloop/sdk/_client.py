@@ -92,7 +92,7 @@ def _reaching(request: httpx.Request) -> Iterator[None]:
         ) from exc
     except httpx.TransportError as exc:
         raise APIConnectionError(
-            f"Could not reach the promptloop server at {server}: {exc or type(exc).__name__}. "
+            f"Could not reach the promptloop server at {server}: {str(exc) or type(exc).__name__}. "
             "Is it running (`promptloop serve`), and does PROMPTLOOP_URL point at it?",
             request=request,
         ) from exc

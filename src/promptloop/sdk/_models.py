@@ -150,6 +150,8 @@ class DeploymentEvent(_Result):
     actor: str
     message: str | None = None
     created_at: datetime
+    changed: bool = True
+    """On deploy: False when the environment already served this version (nothing recorded)."""
 
 
 class EnvironmentState(_Result):

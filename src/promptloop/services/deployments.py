@@ -33,6 +33,14 @@ ROLLBACK = "rollback"
 
 
 @dataclass(frozen=True)
+class Deployed:
+    """The event that put the version in place; `changed` is False when it was already there."""
+
+    event: DeploymentEvent
+    changed: bool
+
+
+@dataclass(frozen=True)
 class EnvironmentState:
     """What one environment serves for a prompt (version None: nothing deployed)."""
 
@@ -50,9 +58,9 @@ def deploy(
     environment: str,
     actor: str,
     message: str | None = None,
-) -> DeploymentEvent:
-    """Make `environment` serve `version` of the prompt. Deploying what it already serves is a
-    no-op that returns the latest event."""
+) -> Deployed:
+    """Make `environment` serve `version` of the prompt. Deploying what it already serves
+    records nothing and returns the event that deployed it."""
     prompt = get_prompt(session, project=project, path=path)
     target = get_version(session, prompt=prompt, ref=version)
     env = get_environment(session, project=project, name=environment)
@@ -62,9 +70,12 @@ def deploy(
     if previous == target.id:
         latest = _latest_event(session, prompt=prompt, environment=env)
         if latest is not None:
-            return latest
+            return Deployed(event=latest, changed=False)
     _move(current, target.id, actor)
-    return _record(session, current, action=DEPLOY, previous=previous, actor=actor, message=message)
+    event = _record(
+        session, current, action=DEPLOY, previous=previous, actor=actor, message=message
+    )
+    return Deployed(event=event, changed=True)
 
 
 def rollback(
@@ -128,7 +139,7 @@ def history(
         env = get_environment(session, project=project, name=environment)
         query = query.where(DeploymentEvent.environment_id == env.id)
     return paginate(
-        session, query, id_column=DeploymentEvent.id, cursor=cursor, limit=limit, newest_first=True
+        session, query, key=DeploymentEvent.id, cursor=cursor, limit=limit, descending=True
     )
 
 

@@ -1,4 +1,5 @@
-"""Cursor pagination: an opaque cursor that encodes the last row's id, stable under inserts."""
+"""Cursor pagination by a unique sort key: the cursor encodes the last row's key, so pages stay
+stable while rows are inserted."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Select
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -15,14 +16,8 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from promptloop.core.errors import InvalidInput
 
 T = TypeVar("T")
-
-
-class _HasId(Protocol):
-    id: int
-
-
-R = TypeVar("R", bound=_HasId)
 MAX_LIMIT = 200
+_BAD_CURSOR = "The cursor is not valid: pass the next_cursor value of a previous page unchanged."
 
 
 @dataclass(frozen=True)
@@ -33,42 +28,40 @@ class Page(Generic[T]):
     next_cursor: str | None
 
 
-def encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"id": last_id}).encode()).decode().rstrip("=")
+def encode_cursor(key: int | str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"k": key}).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> int:
+def decode_cursor(cursor: str, kind: type[int] | type[str]) -> int | str:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
-        value = json.loads(base64.urlsafe_b64decode(padded.encode()))["id"]
+        key = json.loads(base64.urlsafe_b64decode(padded.encode()))["k"]
     except (binascii.Error, ValueError, KeyError, TypeError):
-        raise InvalidInput(
-            "The cursor is not valid: pass the next_cursor value of a previous page unchanged."
-        ) from None
-    if not isinstance(value, int):
-        raise InvalidInput(
-            "The cursor is not valid: pass the next_cursor value of a previous page unchanged."
-        )
-    return value
+        raise InvalidInput(_BAD_CURSOR) from None
+    if type(key) is not kind:
+        raise InvalidInput(_BAD_CURSOR)
+    return key
 
 
 def paginate(
     session: Session,
-    query: Select[R],
+    query: Select[T],
     *,
-    id_column: InstrumentedAttribute[int],
+    key: InstrumentedAttribute[Any],
     cursor: str | None,
     limit: int,
-    newest_first: bool,
-) -> Page[R]:
-    """Run `query` for one page of rows ordered by their integer `id_column`."""
+    descending: bool,
+) -> Page[T]:
+    """One page of `query` ordered by `key`, a unique integer or string column of its rows."""
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be between 1 and {MAX_LIMIT}, not {limit}.")
+    kind: type[int] | type[str] = int if key.type.python_type is int else str
     if cursor is not None:
-        last = decode_cursor(cursor)
-        query = query.where(id_column < last if newest_first else id_column > last)
-    query = query.order_by(id_column.desc() if newest_first else id_column.asc()).limit(limit + 1)
+        last = decode_cursor(cursor, kind)
+        query = query.where(key < last if descending else key > last)
+    query = query.order_by(key.desc() if descending else key.asc()).limit(limit + 1)
     rows = list(session.scalars(query))
     more = len(rows) > limit
     rows = rows[:limit]
-    return Page(items=rows, next_cursor=encode_cursor(rows[-1].id) if more and rows else None)
+    next_cursor = encode_cursor(getattr(rows[-1], key.key)) if more and rows else None
+    return Page(items=rows, next_cursor=next_cursor)

@@ -60,9 +60,7 @@ def list_prompts(
     if prefix:
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         query = query.where(Prompt.path.like(f"{escaped}%", escape="\\"))
-    return paginate(
-        session, query, id_column=Prompt.id, cursor=cursor, limit=limit, newest_first=False
-    )
+    return paginate(session, query, key=Prompt.path, cursor=cursor, limit=limit, descending=False)
 
 
 def save_version(
@@ -115,7 +113,7 @@ def list_versions(
     prompt = get_prompt(session, project=project, path=path)
     query = select(PromptVersion).where(PromptVersion.prompt_id == prompt.id)
     return paginate(
-        session, query, id_column=PromptVersion.id, cursor=cursor, limit=limit, newest_first=True
+        session, query, key=PromptVersion.id, cursor=cursor, limit=limit, descending=True
     )
 
 
@@ -186,12 +184,17 @@ def render_version(
 
 def diff_versions(
     session: Session, *, project: Project, path: str, before: str, after: str
-) -> KernelDiff:
+) -> tuple[PromptVersion, PromptVersion, KernelDiff]:
+    """The two versions (refs may be prefixes) and what changed from `before` to `after`."""
     prompt = get_prompt(session, project=project, path=path)
     old = get_version(session, prompt=prompt, ref=before)
     new = get_version(session, prompt=prompt, ref=after)
-    return diff_kernels(
-        kernel_of(old), kernel_of(new), before_label=old.version_id, after_label=new.version_id
+    return (
+        old,
+        new,
+        diff_kernels(
+            kernel_of(old), kernel_of(new), before_label=old.version_id, after_label=new.version_id
+        ),
     )
 
 

@@ -46,7 +46,7 @@ def deploy(
     path: str, environment: str, body: DeployRequest, ctx: ContextDep
 ) -> DeploymentEventPublic:
     with ctx.transaction(write=True) as (session, project):
-        event = deployments.deploy(
+        deployed = deployments.deploy(
             session,
             project=project,
             path=path,
@@ -55,7 +55,8 @@ def deploy(
             actor=ctx.principal.name,
             message=body.message,
         )
-        return _events_public(session, project, [event])[0]
+        public = _events_public(session, project, [deployed.event])[0]
+    return public.model_copy(update={"changed": deployed.changed})
 
 
 @router.post(

@@ -149,10 +149,15 @@ def diff(
     after: Annotated[str, Query(max_length=64, alias="to")],
 ) -> DiffPublic:
     with ctx.transaction(write=False) as (session, project):
-        result = prompts.diff_versions(
+        old, new, result = prompts.diff_versions(
             session, project=project, path=path, before=before, after=after
         )
-    return DiffPublic(before=before, after=after, template=result.template, changes=result.changes)
+    return DiffPublic(
+        before=old.version_id,
+        after=new.version_id,
+        template=result.template,
+        changes=result.changes,
+    )
 
 
 @prompt_router.get("/prompts/{path:path}", summary="Get a prompt")
