@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from promptloop.api.app import create_app
+from promptloop.services import auth, local, projects
 from promptloop.settings import Settings
 from tests.pg import PostgresUnavailable, TestPostgres
 
@@ -61,15 +63,69 @@ def settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(data_dir=tmp_path / "data", database_url=database_url)
 
 
+class Server:
+    """The running app and shortcuts that act on its database directly, as an operator would."""
+
+    def __init__(self, settings: Settings, app: FastAPI) -> None:
+        self.settings = settings
+        self.app = app
+
+    def key(self, *, project: str = "default", role: str = "admin", name: str = "tests") -> str:
+        """A new API key (through `promptloop keys create`'s code path)."""
+        return local.create_api_key(self.settings, project=project, role=role, name=name).secret
+
+    def project(self, name: str) -> str:
+        db = local.open_database(self.settings)
+        try:
+            with db.session(write=True) as session:
+                projects.ensure_project(session, name=name)
+        finally:
+            db.dispose()
+        return name
+
+    def client(self, key: str | None = None) -> TestClient:
+        """Another client of the same running app, with `key` as its credentials."""
+        other = TestClient(self.app)
+        if key:
+            other.headers["Authorization"] = f"Bearer {key}"
+        return other
+
+    def browser(self, email: str = auth.FIRST_ADMIN_EMAIL) -> TestClient:
+        """A client signed in as `email` through a one-time link, with its CSRF header set."""
+        browser = self.client()
+        token = local.sign_in_link(self.settings, email=email)
+        response = browser.post("/api/v1/auth/sign-in-link", json={"token": token})
+        assert response.status_code == 200, response.text
+        browser.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+        return browser
+
+
+def _running(settings: Settings) -> Iterator[tuple[TestClient, Server]]:
+    app = create_app(settings)
+    with TestClient(app) as test_client:
+        server = Server(settings, app)
+        test_client.headers["Authorization"] = f"Bearer {server.key()}"
+        yield test_client, server
+
+
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    """The real app in-process, on both databases."""
-    with TestClient(create_app(settings)) as test_client:
-        yield test_client
+def running(settings: Settings) -> Iterator[tuple[TestClient, Server]]:
+    yield from _running(settings)
+
+
+@pytest.fixture
+def client(running: tuple[TestClient, Server]) -> TestClient:
+    """The real app in-process, on both databases, as an admin API key of `default`."""
+    return running[0]
+
+
+@pytest.fixture
+def server(running: tuple[TestClient, Server]) -> Server:
+    return running[1]
 
 
 @pytest.fixture
 def sqlite_client(tmp_path: Path) -> Iterator[TestClient]:
     """The real app on SQLite only, for behaviour that does not touch storage differences."""
-    with TestClient(create_app(Settings(data_dir=tmp_path / "data"))) as test_client:
+    for test_client, _ in _running(Settings(data_dir=tmp_path / "data")):
         yield test_client

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from tests.conftest import Server
 from tests.helpers import BASE, assert_error, deploy, kernel_body, save
 
 
@@ -152,13 +153,14 @@ def test_diff_two_versions(client: TestClient) -> None:
     assert diff["changes"] == [{"field": "parameters.temperature", "before": 0.1, "after": 0.9}]
 
 
-def test_projects_isolate_prompts(client: TestClient) -> None:
-    assert client.post(f"{BASE}/projects", json={"name": "team-b"}).status_code == 201
+def test_projects_isolate_prompts(client: TestClient, server: Server) -> None:
+    browser = server.browser()
+    assert browser.post(f"{BASE}/projects", json={"name": "team-b"}).status_code == 201
     save(client, "support/answer")
     other = {"Promptloop-Project": "team-b"}
-    assert_error(client.get(f"{BASE}/prompts/support/answer", headers=other), 404, "not_found")
-    assert client.get(f"{BASE}/prompts", headers=other).json()["data"] == []
-    assert_error(
-        client.get(f"{BASE}/prompts", headers={"Promptloop-Project": "ghost"}), 404, "not_found"
-    )
-    assert_error(client.post(f"{BASE}/projects", json={"name": "team-b"}), 409, "conflict")
+    assert_error(browser.get(f"{BASE}/prompts/support/answer", headers=other), 404, "not_found")
+    assert browser.get(f"{BASE}/prompts", headers=other).json()["data"] == []
+    assert browser.get(f"{BASE}/prompts/support/answer").status_code == 200
+    ghost = {"Promptloop-Project": "ghost"}
+    assert_error(browser.get(f"{BASE}/prompts", headers=ghost), 404, "not_found")
+    assert_error(browser.post(f"{BASE}/projects", json={"name": "team-b"}), 409, "conflict")

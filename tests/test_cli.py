@@ -74,20 +74,55 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             )
         time.sleep(0.1)
     assert (data_dir / "promptloop.db").exists()
-    yield url
+    yield url, data_dir
     process.terminate()
     process.wait(timeout=10)
 
 
+@pytest.fixture(scope="module")
+def admin(server: tuple[str, Path]) -> Iterator[httpx.Client]:
+    """The first admin, signed in through a one-time link as a browser would be."""
+    url, data_dir = server
+    link = CliRunner().invoke(
+        app, ["users", "link", "admin@localhost", "--data-dir", str(data_dir)]
+    )
+    assert link.exit_code == 0, link.stderr
+    token = link.stdout.strip().split("token=")[1]
+    with httpx.Client(base_url=url) as browser:
+        signed_in = browser.post("/api/v1/auth/sign-in-link", json={"token": token})
+        signed_in.raise_for_status()
+        # The cookie is Secure (loopback counts as secure for browsers); httpx needs it by hand.
+        browser.headers["Cookie"] = f"promptloop_session={signed_in.cookies['promptloop_session']}"
+        browser.headers["X-CSRF-Token"] = signed_in.json()["csrf_token"]
+        yield browser
+
+
 @pytest.fixture
-def cli(server: str, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
-    """Run a command against the server, in a fresh project for each test."""
+def cli(server: tuple[str, Path], admin: httpx.Client, request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    """Run a command against the server, in a fresh project (and its own API key) for each test."""
+    url, data_dir = server
     project = "t" + str(abs(hash(request.node.name)))[:10]
-    httpx.post(f"{server}/api/v1/projects", json={"name": project}).raise_for_status()
+    admin.post("/api/v1/projects", json={"name": project}).raise_for_status()
     runner = CliRunner()
+    created = runner.invoke(
+        app,
+        [
+            "keys",
+            "create",
+            "--project",
+            project,
+            "--role",
+            "developer",
+            "--data-dir",
+            str(data_dir),
+        ],
+    )
+    assert created.exit_code == 0, created.stderr
+    key = created.stdout.strip()
+    assert key.startswith("plk_")
 
     def run(*args: str, code: int = 0):  # type: ignore[no-untyped-def]
-        result = runner.invoke(app, ["--url", server, "--project", project, *args])
+        result = runner.invoke(app, ["--url", url, "--project", project, "--api-key", key, *args])
         assert result.exit_code == code, (
             f"exit {result.exit_code}\n{result.stdout}\n{result.stderr}"
         )
@@ -177,6 +212,32 @@ def test_a_bad_file_stops_the_push_with_nothing_saved(cli, tmp_path: Path) -> No
     assert "bad.prompt" in result.stderr and "model" in result.stderr
     assert cli("pull", str(tmp_path / "out"), "--json").stdout.strip() == "[]"
     assert "does not exist" in cli("push", str(tmp_path / "nope"), code=1).stderr
+
+
+def test_commands_need_a_valid_key(server: tuple[str, Path]) -> None:
+    url, _ = server
+    missing = CliRunner().invoke(app, ["--url", url, "show", "a"], env={"PROMPTLOOP_API_KEY": ""})
+    assert missing.exit_code == 1
+    assert (
+        "Authentication required" in missing.stderr and "promptloop keys create" in missing.stderr
+    )
+    wrong = CliRunner().invoke(app, ["--url", url, "--api-key", "plk_nope", "show", "a"])
+    assert wrong.exit_code == 1 and "not valid" in wrong.stderr
+
+
+def test_keys_create_refuses_unknown_projects_and_roles(server: tuple[str, Path]) -> None:
+    _, data_dir = server
+    runner = CliRunner()
+    ghost = runner.invoke(
+        app,
+        ["keys", "create", "--project", "ghost", "--role", "admin", "--data-dir", str(data_dir)],
+    )
+    assert ghost.exit_code == 1 and "No project named 'ghost'" in ghost.stderr
+    bad = runner.invoke(
+        app,
+        ["keys", "create", "--project", "default", "--role", "boss", "--data-dir", str(data_dir)],
+    )
+    assert bad.exit_code == 1 and "Unknown role 'boss'" in bad.stderr
 
 
 def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from promptloop.core.access import SYSTEM
 from promptloop.core.kernel import Kernel
 from promptloop.services import deployments, projects, prompts
 from promptloop.store.db import Database
@@ -151,6 +152,7 @@ def test_concurrent_saves_of_the_same_content_create_one_version(database: Datab
                 path="race/same",
                 kernel=_kernel("Same {{ x }}"),
                 author=f"w{i}",
+                actor=SYSTEM,
             )
             results.append((saved.version.version_id, saved.created))
 
@@ -166,7 +168,7 @@ def test_concurrent_deploys_leave_a_consistent_history(database: Database) -> No
         project = projects.get_project(session, name="default")
         ids = [
             prompts.save_version(
-                session, project=project, path="race/deploy", kernel=_kernel(f"V{i}"), author="t"
+                session, project=project, path="race/deploy", kernel=_kernel(f"V{i}"), actor=SYSTEM
             ).version.version_id
             for i in range(6)
         ]
@@ -181,7 +183,7 @@ def test_concurrent_deploys_leave_a_consistent_history(database: Database) -> No
                     path="race/deploy",
                     version=ids[(i + round_) % len(ids)],
                     environment="production",
-                    actor=f"w{i}",
+                    actor=SYSTEM,
                 )
 
     _race(6, work)

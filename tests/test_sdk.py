@@ -40,6 +40,7 @@ from promptloop import (
     RateLimitError,
 )
 from promptloop.api.app import create_app
+from promptloop.services import local, projects
 from promptloop.settings import Settings
 
 URL = "http://testserver"
@@ -58,8 +59,25 @@ def _no_client_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def app(tmp_path: Path) -> FastAPI:
-    return create_app(Settings(data_dir=tmp_path))
+def settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path)
+
+
+@pytest.fixture
+def app(settings: Settings) -> FastAPI:
+    return create_app(settings)
+
+
+def _project(settings: Settings, name: str) -> str:
+    db = local.open_database(settings)
+    with db.session(write=True) as session:
+        projects.ensure_project(session, name=name)
+    db.dispose()
+    return name
+
+
+def _key(settings: Settings, *, project: str = "default", role: str = "admin") -> str:
+    return local.create_api_key(settings, project=project, role=role, name="sdk-tests").secret
 
 
 @pytest.fixture
@@ -69,14 +87,21 @@ def server(app: FastAPI) -> Iterator[TestClient]:
 
 
 @pytest.fixture
-def sdk(server: TestClient) -> Iterator[Client]:
-    with Client(URL, http_client=server) as client:
+def admin_key(server: TestClient, settings: Settings) -> str:
+    return _key(settings)
+
+
+@pytest.fixture
+def sdk(server: TestClient, admin_key: str) -> Iterator[Client]:
+    with Client(URL, http_client=server, api_key=admin_key) as client:
         yield client
 
 
 @pytest.fixture
-async def async_sdk(server: TestClient, app: FastAPI) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(URL, transport=httpx.ASGITransport(app=app)) as client:
+async def async_sdk(server: TestClient, app: FastAPI, admin_key: str) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(
+        URL, transport=httpx.ASGITransport(app=app), api_key=admin_key
+    ) as client:
         yield client
 
 
@@ -229,8 +254,7 @@ def test_diff_between_versions(sdk: Client) -> None:
 
 def test_projects_and_environments(sdk: Client) -> None:
     assert [p.name for p in sdk.projects.list()] == ["default"]
-    assert sdk.projects.create("team").name == "team"
-    with pytest.raises(ConflictError):
+    with pytest.raises(PermissionDeniedError, match="API keys belong to one project"):
         sdk.projects.create("team")
     created = sdk.environments.create("canary", protected=True)
     assert (created.name, created.protected) == ("canary", True)
@@ -238,15 +262,24 @@ def test_projects_and_environments(sdk: Client) -> None:
 
 
 def test_project_comes_from_argument_or_environment_variable(
-    server: TestClient, sdk: Client, monkeypatch: pytest.MonkeyPatch
+    server: TestClient, settings: Settings, sdk: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sdk.projects.create("team")
-    with Client(URL, http_client=server, project="team") as team:
+    team_key = _key(settings, project=_project(settings, "team"))
+    with Client(URL, http_client=server, api_key=team_key, project="team") as team:
         save(team, "team/only")
     monkeypatch.setenv("PROMPTLOOP_PROJECT", "team")
+    monkeypatch.setenv("PROMPTLOOP_API_KEY", team_key)
     with Client(URL, http_client=server) as from_env:
         assert [p.path for p in from_env.prompts.list()] == ["team/only"]
+    monkeypatch.delenv("PROMPTLOOP_PROJECT")
+    with Client(URL, http_client=server) as own_project:  # a key acts in its project by default
+        assert [p.path for p in own_project.prompts.list()] == ["team/only"]
     assert list(sdk.prompts.list()) == []
+    with (
+        pytest.raises(NotFoundError),
+        Client(URL, http_client=server, api_key=team_key, project="default") as c,
+    ):
+        list(c.prompts.list())
 
 
 async def test_async_client_mirrors_the_sync_client(async_sdk: AsyncClient) -> None:
@@ -270,7 +303,9 @@ async def test_async_client_raises_the_same_errors(async_sdk: AsyncClient) -> No
     with pytest.raises(NotFoundError):
         _ = [v async for v in async_sdk.prompts.versions("no/such/prompt")]
     with pytest.raises(ConflictError):
-        await async_sdk.projects.create("default")
+        await async_sdk.environments.create("production")
+    with pytest.raises(PermissionDeniedError):
+        await async_sdk.projects.create("elsewhere")
 
 
 # --- offline: URLs, headers, errors ------------------------------------------------------

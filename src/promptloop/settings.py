@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,32 @@ class Settings(BaseSettings):
     database_pool_size: int = Field(
         default=10, ge=1, description="Connections kept open per process (PostgreSQL only)."
     )
+
+    secret_key: str | None = Field(
+        default=None,
+        description="Key that encrypts provider keys at rest (a Fernet key). Unset: generated "
+        "once into `<data_dir>/secret.key`. Replicas sharing a database must share this key.",
+    )
+    session_days: int = Field(
+        default=14, ge=1, le=365, description="Days a browser stays signed in."
+    )
+    cookie_secure: Literal["auto", "always", "never"] = Field(
+        default="auto",
+        description="Secure flag of the session cookie: `auto` sets it on HTTPS and loopback hosts.",
+    )
+    sign_in_attempts_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Sign-in attempts allowed per minute, per address and per account.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL users reach the server at, for links it prints (default: http://host:port).",
+    )
+
+    def base_url(self) -> str:
+        """The URL users reach this server at."""
+        return self.public_url or f"http://{self.host}:{self.port}"
 
     def resolved_database_url(self) -> str:
         """The database URL to use: the configured one, or SQLite in the data directory."""

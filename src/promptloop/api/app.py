@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-import getpass
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
-from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 
 from promptloop import __version__
-from promptloop.api import errors
-from promptloop.api.deps import Principal
-from promptloop.api.routes import deployments, health, projects, prompts
+from promptloop.api import errors, urls
+from promptloop.api.routes import audit, auth, deployments, health, keys, members, projects, prompts
+from promptloop.services.auth import first_admin_link
 from promptloop.services.projects import ensure_project
+from promptloop.services.ratelimit import RateLimiter
+from promptloop.services.secrets import SecretBox
 from promptloop.settings import Settings
 from promptloop.store.db import Database
+from promptloop.ui import pages
 
 API_PREFIX = "/api/v1"
 
@@ -29,8 +33,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database(settings.resolved_database_url(), pool_size=settings.database_pool_size)
         db.migrate()
         with db.session(write=True) as session:
-            ensure_project(session, name=settings.default_project)
+            project = ensure_project(session, name=settings.default_project)
+            token = first_admin_link(session, project=project)
+        if token:
+            _announce_first_admin(urls.sign_in_link(settings.base_url(), token))
         app.state.db = db
+        app.state.secret_box = SecretBox.load(
+            configured=settings.secret_key, data_dir=settings.data_dir
+        )
         try:
             yield
         finally:
@@ -44,30 +54,37 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         responses=errors.ERROR_RESPONSES,
     )
     app.state.settings = settings
-    app.state.local_principal = Principal(kind="user", name=_local_user())
+    app.state.sign_in_limiter = RateLimiter(limit=settings.sign_in_attempts_per_minute, window=60)
     errors.install(app)
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
 
     api = APIRouter(prefix=API_PREFIX)
     for router in (
         health.router,
+        auth.router,
         projects.router,
+        members.router,
+        keys.router,
+        audit.router,
         prompts.router,
         deployments.router,
         prompts.prompt_router,
     ):
         api.include_router(router)
     app.include_router(api)
-
-    @app.get("/", include_in_schema=False)
-    def _root() -> RedirectResponse:
-        return RedirectResponse("/docs")
-
+    app.include_router(pages.router)
+    app.mount(
+        "/static", StaticFiles(directory=Path(pages.__file__).parent / "static"), name="static"
+    )
     return app
 
 
-def _local_user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "local"
+def _announce_first_admin(link: str) -> None:
+    """Print the first admin's one-time sign-in link, as Jupyter prints its token."""
+    print(
+        "\n  promptloop has no users yet. Open this one-time link to sign in as the first admin\n"
+        f"  and choose your email and password (valid 24 h; a new one is printed on each start):\n\n"
+        f"      {link}\n",
+        file=sys.stderr,
+        flush=True,
+    )

@@ -17,11 +17,26 @@ from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from promptloop.core.errors import Conflict, InvalidInput, NotFound, PromptloopError
+from promptloop.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PromptloopError,
+    RateLimited,
+    Unauthenticated,
+)
 
 logger = logging.getLogger("promptloop.api")
 
-STATUS = {NotFound: 404, InvalidInput: 400, Conflict: 409}
+STATUS: dict[type[Exception], int] = {
+    NotFound: 404,
+    InvalidInput: 400,
+    Conflict: 409,
+    Unauthenticated: 401,
+    Forbidden: 403,
+    RateLimited: 429,
+}
 _HTTP_CODES = {
     404: "not_found",
     405: "method_not_allowed",
@@ -46,10 +61,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in [
         (400, "Invalid input"),
+        (401, "No valid credentials"),
+        (403, "Your role does not allow this"),
         (404, "Not found"),
         (409, "Conflict"),
         (413, "Body too large"),
         (422, "Request does not match the schema"),
+        (429, "Too many attempts; see Retry-After"),
         (500, "Unexpected server error (a bug: the server log has details)"),
         (503, "Database unavailable"),
     ]
@@ -67,7 +85,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(PromptloopError)
     async def _domain(_request: Request, exc: PromptloopError) -> JSONResponse:
         status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
-        return error_response(status, exc.code, exc.message, exc.details)
+        response = error_response(status, exc.code, exc.message, exc.details)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(exc.retry_after)
+        if isinstance(exc, Unauthenticated):
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

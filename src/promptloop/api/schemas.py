@@ -158,3 +158,110 @@ class EnvironmentStatePublic(BaseModel):
     version_id: str | None
     deployed_by: str | None
     deployed_at: datetime | None
+
+
+class EnvironmentUpdate(Strict):
+    protected: bool
+
+
+class SignIn(Strict):
+    email: str = Field(min_length=3, max_length=320)
+    password: str = Field(min_length=1, max_length=1000)
+
+
+class SignInLinkRedeem(Strict):
+    token: str = Field(min_length=10, max_length=200)
+
+
+class PasswordChange(Strict):
+    current_password: str | None = Field(default=None, max_length=1000)
+    new_password: str = Field(min_length=1, max_length=1000)
+
+
+class ProfileUpdate(Strict):
+    email: str | None = Field(default=None, max_length=320)
+    name: str | None = Field(default=None, max_length=200)
+
+
+class MembershipPublic(BaseModel):
+    project: str
+    role: str
+
+
+class MePublic(BaseModel):
+    """The signed-in user, with the CSRF token to send as X-CSRF-Token on writes."""
+
+    email: str
+    name: str
+    server_admin: bool
+    has_password: bool
+    projects: list[MembershipPublic]
+    csrf_token: str | None = None
+
+
+class MemberCreate(Strict):
+    email: str = Field(min_length=3, max_length=320)
+    role: str = Field(max_length=16, examples=["member"])
+    name: str | None = Field(default=None, max_length=200)
+
+
+class MemberUpdate(Strict):
+    role: str = Field(max_length=16)
+
+
+class MemberPublic(BaseModel):
+    email: str
+    name: str
+    role: str
+    sign_in_url: str | None = Field(
+        default=None,
+        description="Only when the account was just created: a one-time link to share.",
+    )
+
+
+class SignInLinkPublic(BaseModel):
+    sign_in_url: str
+
+
+class ApiKeyCreate(Strict):
+    name: str = Field(min_length=1, max_length=200, description="What uses the key, e.g. 'ci'.")
+    role: str = Field(max_length=16, examples=["member"])
+
+
+class ApiKeyPublic(BaseModel):
+    id: int
+    name: str
+    role: str
+    prefix: str = Field(description="The key's first characters, to recognise it.")
+    created_by: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyPublic):
+    key: str = Field(description="The secret. Shown only now: store it safely.")
+
+
+class ProviderKeySet(Strict):
+    api_key: str = Field(min_length=1, max_length=4000)
+
+
+class ProviderKeyPublic(BaseModel):
+    """A stored provider key; only its last four characters are ever shown."""
+
+    provider: str
+    hint: str
+    updated_by: str
+    updated_at: datetime
+
+
+class AuditEventPublic(BaseModel):
+    id: int
+    created_at: datetime
+    actor_kind: str
+    actor: str
+    address: str | None
+    action: str
+    target: str
+    details: dict[str, Any]

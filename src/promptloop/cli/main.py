@@ -37,9 +37,25 @@ EnvOption = Annotated[str | None, typer.Option("--env", help="Environment, e.g. 
 class _State:
     url: str | None = None
     project: str | None = None
+    api_key: str | None = None
 
 
 _state = _State()
+keys_app = typer.Typer(
+    help="API keys, created directly in the server's database.", no_args_is_help=True
+)
+users_app = typer.Typer(
+    help="Users, managed directly in the server's database.", no_args_is_help=True
+)
+app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="The server's data folder [default: PROMPTLOOP_DATA_DIR or ~/.promptloop].",
+    ),
+]
 
 
 @app.callback()
@@ -52,8 +68,14 @@ def _global(
         str | None,
         typer.Option(envvar="PROMPTLOOP_PROJECT", help="Project [default: the server's]."),
     ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="PROMPTLOOP_API_KEY", help="API key (create one with `promptloop keys create`)."
+        ),
+    ] = None,
 ) -> None:
-    _state.url, _state.project = url, project
+    _state.url, _state.project, _state.api_key = url, project, api_key
 
 
 @app.command()
@@ -217,14 +239,69 @@ def diff(
         typer.echo(f"{change.field}: {json.dumps(change.before)} -> {json.dumps(change.after)}")
 
 
+@keys_app.command("create")
+def keys_create(
+    project: Annotated[str, typer.Option("--project", help="Project the key belongs to.")],
+    role: Annotated[str, typer.Option("--role", help="viewer, member, developer or admin.")],
+    name: Annotated[str, typer.Option("--name", help="What uses the key.")] = "cli",
+    data_dir: DataDirOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create an API key in the database directly (run where the server's data is) and print it."""
+    from promptloop.services import local
+
+    with _local_errors():
+        created = local.create_api_key(_settings(data_dir), project=project, role=role, name=name)
+    if as_json:
+        _print_json(
+            {
+                "key": created.secret,
+                "id": created.key.id,
+                "project": project,
+                "role": created.key.role,
+            }
+        )
+    else:
+        typer.echo(created.secret)
+
+
+@users_app.command("link")
+def users_link(
+    email: Annotated[str, typer.Argument(help="The user's email.")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Print a one-time sign-in link for a user (a forgotten password), from the database directly."""
+    from promptloop.api import urls
+    from promptloop.services import local
+
+    settings = _settings(data_dir)
+    with _local_errors():
+        token = local.sign_in_link(settings, email=email)
+    typer.echo(urls.sign_in_link(settings.base_url(), token))
+
+
 def main() -> None:
     app()
+
+
+def _settings(data_dir: Path | None) -> Any:
+    from promptloop.settings import Settings
+
+    return Settings(data_dir=data_dir) if data_dir else Settings()
+
+
+@contextmanager
+def _local_errors() -> Iterator[None]:
+    try:
+        yield
+    except DomainError as exc:
+        _fail(exc.message)
 
 
 @contextmanager
 def _client() -> Iterator[Client]:
     try:
-        with Client(url=_state.url, project=_state.project) as client:
+        with Client(_state.url, api_key=_state.api_key, project=_state.project) as client:
             yield client
     except APIConnectionError as exc:
         _fail(

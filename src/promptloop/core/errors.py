@@ -59,3 +59,25 @@ class Conflict(PromptloopError):
     """Raised when a request clashes with the current state."""
 
     code = "conflict"
+
+
+class Unauthenticated(PromptloopError):
+    """Raised when a request carries no valid credentials."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(PromptloopError):
+    """Raised when the caller's role does not allow the action."""
+
+    code = "forbidden"
+
+
+class RateLimited(PromptloopError):
+    """Raised when a caller made too many attempts; `retry_after` is in seconds."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message, details={"retry_after": retry_after})
+        self.retry_after = retry_after

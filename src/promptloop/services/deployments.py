@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from promptloop.core.access import Actor, Permission
 from promptloop.core.errors import Conflict
+from promptloop.services import audit
 from promptloop.services.pagination import Page, paginate
 from promptloop.services.projects import get_environment, list_environments
 from promptloop.services.prompts import get_prompt, get_version
@@ -56,7 +58,7 @@ def deploy(
     path: str,
     version: str,
     environment: str,
-    actor: str,
+    actor: Actor,
     message: str | None = None,
 ) -> Deployed:
     """Make `environment` serve `version` of the prompt. Deploying what it already serves
@@ -64,6 +66,7 @@ def deploy(
     prompt = get_prompt(session, project=project, path=path)
     target = get_version(session, prompt=prompt, ref=version)
     env = get_environment(session, project=project, name=environment)
+    _require_deploy(actor, env)
     current, previous = _lock_or_create(
         session, prompt=prompt, environment=env, version=target, actor=actor
     )
@@ -75,6 +78,7 @@ def deploy(
     event = _record(
         session, current, action=DEPLOY, previous=previous, actor=actor, message=message
     )
+    _audit(session, actor, project, prompt, env, event, versions=(previous, target.id))
     return Deployed(event=event, changed=True)
 
 
@@ -84,12 +88,13 @@ def rollback(
     project: Project,
     path: str,
     environment: str,
-    actor: str,
+    actor: Actor,
     message: str | None = None,
 ) -> DeploymentEvent:
     """Undo the latest deploy to `environment` that is not undone yet (repeat to go further back)."""
     prompt = get_prompt(session, project=project, path=path)
     env = get_environment(session, project=project, name=environment)
+    _require_deploy(actor, env)
     current = session.scalars(
         select(Deployment)
         .where(Deployment.prompt_id == prompt.id, Deployment.environment_id == env.id)
@@ -102,9 +107,11 @@ def rollback(
         )
     previous = current.version_pk
     _move(current, target, actor)
-    return _record(
+    event = _record(
         session, current, action=ROLLBACK, previous=previous, actor=actor, message=message
     )
+    _audit(session, actor, project, prompt, env, event, versions=(previous, target))
+    return event
 
 
 def environment_states(session: Session, *, project: Project, path: str) -> list[EnvironmentState]:
@@ -153,7 +160,7 @@ def _lock_or_create(
     prompt: Prompt,
     environment: Environment,
     version: PromptVersion,
-    actor: str,
+    actor: Actor,
 ) -> tuple[Deployment, int | None]:
     """The prompt's deployment row in `environment`, locked for this transaction, and the version
     it served before (None when this call created the row, serving `version`)."""
@@ -168,16 +175,53 @@ def _lock_or_create(
             prompt_id=prompt.id,
             environment_id=environment.id,
             version_pk=version.id,
-            deployed_by=actor,
+            deployed_by=actor.name,
         ),
         query,
     )
     return deployment, None if created else deployment.version_pk
 
 
-def _move(deployment: Deployment, version_pk: int, actor: str) -> None:
+def _require_deploy(actor: Actor, environment: Environment) -> None:
+    if environment.protected:
+        actor.require(Permission.deploy_protected, detail=f"{environment.name!r} is protected")
+    else:
+        actor.require(Permission.deploy)
+
+
+def _audit(
+    session: Session,
+    actor: Actor,
+    project: Project,
+    prompt: Prompt,
+    environment: Environment,
+    event: DeploymentEvent,
+    *,
+    versions: tuple[int | None, int],
+) -> None:
+    found = {
+        v.id: v.version_id
+        for v in session.scalars(
+            select(PromptVersion).where(PromptVersion.id.in_([pk for pk in versions if pk]))
+        )
+    }
+    audit.record(
+        session,
+        actor=actor,
+        action=f"prompt.{event.action}",
+        target=f"prompt:{prompt.path}",
+        project=project,
+        details={
+            "environment": environment.name,
+            "from": found.get(versions[0]) if versions[0] else None,
+            "to": found[versions[1]],
+        },
+    )
+
+
+def _move(deployment: Deployment, version_pk: int, actor: Actor) -> None:
     deployment.version_pk = version_pk
-    deployment.deployed_by = actor
+    deployment.deployed_by = actor.name
     deployment.deployed_at = utcnow()
 
 
@@ -187,7 +231,7 @@ def _record(
     *,
     action: str,
     previous: int | None,
-    actor: str,
+    actor: Actor,
     message: str | None,
 ) -> DeploymentEvent:
     event = DeploymentEvent(
@@ -196,7 +240,7 @@ def _record(
         action=action,
         version_pk=deployment.version_pk,
         previous_version_pk=previous,
-        actor=actor,
+        actor=actor.name,
         message=message,
     )
     session.add(event)

@@ -7,10 +7,13 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from promptloop.core.errors import Conflict, NotFound
+from promptloop.core.access import Actor, Permission, Role
+from promptloop.core.errors import Conflict, Forbidden, NotFound
 from promptloop.core.paths import validate_environment_name, validate_project_name
+from promptloop.services import audit
+from promptloop.services.auth import Principal
 from promptloop.services.storage import insert_or_get
-from promptloop.store.models import Environment, Project
+from promptloop.store.models import Environment, Membership, Project
 
 # (name, protected): production is protected so the access-control layer can gate deploys to it.
 DEFAULT_ENVIRONMENTS = (("development", False), ("staging", False), ("production", True))
@@ -29,12 +32,27 @@ def ensure_project(session: Session, *, name: str) -> Project:
     return project
 
 
-def create_project(session: Session, *, name: str) -> Project:
-    """Create a project with the default environments; Conflict if the name is taken."""
+def create_project(session: Session, *, principal: Principal, name: str) -> Project:
+    """Create a project with the default environments, its creator as admin. Signed-in users
+    may; API keys, which belong to one project, may not."""
+    if principal.user is None:
+        raise Forbidden("API keys belong to one project and cannot create projects; sign in.")
     validate_project_name(name)
     if session.scalars(select(Project).where(Project.name == name)).first():
         raise Conflict(f"A project named {name!r} already exists.")
-    return ensure_project(session, name=name)
+    project = ensure_project(session, name=name)
+    session.add(Membership(project_id=project.id, user_id=principal.user.id, role=Role.admin.name))
+    creator = Actor(
+        kind="user",
+        id=principal.user.id,
+        name=principal.name,
+        role=Role.admin,
+        address=principal.address,
+    )
+    audit.record(
+        session, actor=creator, action="project.create", target=f"project:{name}", project=project
+    )
+    return project
 
 
 def get_project(session: Session, *, name: str) -> Project:
@@ -44,8 +62,17 @@ def get_project(session: Session, *, name: str) -> Project:
     return project
 
 
-def list_projects(session: Session) -> Sequence[Project]:
-    return session.scalars(select(Project).order_by(Project.name)).all()
+def list_projects(session: Session, *, principal: Principal) -> Sequence[Project]:
+    """The projects the principal can see: its key's one, a user's memberships, or all for
+    server admins."""
+    query = select(Project).order_by(Project.name)
+    if principal.api_key is not None:
+        query = query.where(Project.id == principal.api_key.project_id)
+    elif principal.user is not None and not principal.user.server_admin:
+        query = query.join(Membership, Membership.project_id == Project.id).where(
+            Membership.user_id == principal.user.id
+        )
+    return session.scalars(query).all()
 
 
 def list_environments(session: Session, *, project: Project) -> Sequence[Environment]:
@@ -69,9 +96,10 @@ def get_environment(session: Session, *, project: Project, name: str) -> Environ
 
 
 def create_environment(
-    session: Session, *, project: Project, name: str, protected: bool = False
+    session: Session, *, actor: Actor, project: Project, name: str, protected: bool = False
 ) -> Environment:
     """Add an environment to the project; Conflict if one has that name."""
+    actor.require(Permission.manage_environments)
     validate_environment_name(name)
     environment, created = insert_or_get(
         session,
@@ -80,4 +108,31 @@ def create_environment(
     )
     if not created:
         raise Conflict(f"Environment {name!r} already exists in project {project.name!r}.")
+    audit.record(
+        session,
+        actor=actor,
+        action="environment.create",
+        target=f"environment:{name}",
+        project=project,
+        details={"protected": protected},
+    )
+    return environment
+
+
+def set_protection(
+    session: Session, *, actor: Actor, project: Project, name: str, protected: bool
+) -> Environment:
+    """Protect an environment (deploys need a developer or admin) or lift the protection."""
+    actor.require(Permission.manage_environments)
+    environment = get_environment(session, project=project, name=name)
+    if environment.protected != protected:
+        environment.protected = protected
+        audit.record(
+            session,
+            actor=actor,
+            action="environment.protect",
+            target=f"environment:{name}",
+            project=project,
+            details={"protected": protected},
+        )
     return environment

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from promptloop.core import templates
+from promptloop.core.access import Actor, Permission
 from promptloop.core.diff import KernelDiff, diff_kernels
 from promptloop.core.errors import Conflict, InvalidInput, NotFound
 from promptloop.core.kernel import Kernel, content_hash, version_id
@@ -43,9 +44,10 @@ def get_prompt(session: Session, *, project: Project, path: str) -> Prompt:
 
 
 def create_prompt(
-    session: Session, *, project: Project, path: str, description: str | None = None
+    session: Session, *, actor: Actor, project: Project, path: str, description: str | None = None
 ) -> Prompt:
     """Create an empty prompt; Conflict if the path is taken."""
+    actor.require(Permission.edit)
     prompt, created = _upsert_prompt(session, project=project, path=path, description=description)
     if not created:
         raise Conflict(f"A prompt already exists at {path!r} in project {project.name!r}.")
@@ -66,19 +68,22 @@ def list_prompts(
 def save_version(
     session: Session,
     *,
+    actor: Actor,
     project: Project,
     path: str,
     kernel: Kernel,
-    author: str,
+    author: str | None = None,
     name: str | None = None,
     message: str | None = None,
     description: str | None = None,
 ) -> SavedVersion:
-    """Save a version of the prompt at `path` (creating the prompt if needed).
+    """Save a version of the prompt at `path` (creating the prompt if needed); the author is
+    the actor unless given.
 
     Saving content that already exists returns that version unchanged: its name, message and
     author stay those of the first save.
     """
+    actor.require(Permission.edit)
     templates.check_syntax(kernel)
     prompt, _ = _upsert_prompt(session, project=project, path=path, description=description)
     digest = content_hash(kernel)
@@ -92,7 +97,7 @@ def save_version(
             kernel=kernel.model_dump(mode="json"),
             name=name,
             message=message,
-            author=author,
+            author=author or actor.name,
         ),
         select(PromptVersion).where(
             PromptVersion.prompt_id == prompt.id, PromptVersion.version_id == short

@@ -25,7 +25,7 @@ router = APIRouter(tags=["deployments"])
 
 @router.get("/prompts/{path:path}/-/deployments", summary="What each environment serves")
 def list_deployments(path: str, ctx: ContextDep) -> list[EnvironmentStatePublic]:
-    with ctx.transaction(write=False) as (session, project):
+    with ctx.transaction(write=False) as (session, project, _actor):
         states = deployments.environment_states(session, project=project, path=path)
     return [
         EnvironmentStatePublic(
@@ -45,14 +45,14 @@ def list_deployments(path: str, ctx: ContextDep) -> list[EnvironmentStatePublic]
 def deploy(
     path: str, environment: str, body: DeployRequest, ctx: ContextDep
 ) -> DeploymentEventPublic:
-    with ctx.transaction(write=True) as (session, project):
+    with ctx.transaction(write=True) as (session, project, actor):
         deployed = deployments.deploy(
             session,
             project=project,
             path=path,
             version=body.version,
             environment=environment,
-            actor=ctx.principal.name,
+            actor=actor,
             message=body.message,
         )
         public = _events_public(session, project, [deployed.event])[0]
@@ -66,13 +66,13 @@ def deploy(
 def rollback(
     path: str, environment: str, body: RollbackRequest, ctx: ContextDep
 ) -> DeploymentEventPublic:
-    with ctx.transaction(write=True) as (session, project):
+    with ctx.transaction(write=True) as (session, project, actor):
         event = deployments.rollback(
             session,
             project=project,
             path=path,
             environment=environment,
-            actor=ctx.principal.name,
+            actor=actor,
             message=body.message,
         )
         return _events_public(session, project, [event])[0]
@@ -86,7 +86,7 @@ def history(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> ListPublic[DeploymentEventPublic]:
-    with ctx.transaction(write=False) as (session, project):
+    with ctx.transaction(write=False) as (session, project, _actor):
         page = deployments.history(
             session, project=project, path=path, environment=environment, cursor=cursor, limit=limit
         )

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from typing import Annotated
 
-from promptloop.api.deps import ContextDep, DbDep
+from fastapi import APIRouter, Path, status
+
+from promptloop.api.deps import ContextDep
 from promptloop.api.schemas import (
     EnvironmentCreate,
     EnvironmentPublic,
+    EnvironmentUpdate,
     ProjectCreate,
     ProjectPublic,
 )
@@ -13,26 +16,32 @@ from promptloop.services import projects
 
 router = APIRouter(tags=["projects"])
 
+EnvironmentName = Annotated[str, Path(max_length=64)]
 
-@router.get("/projects", summary="List projects")
-def list_projects(db: DbDep) -> list[ProjectPublic]:
-    with db.session(write=False) as session:
+
+@router.get("/projects", summary="List the projects you can see")
+def list_projects(ctx: ContextDep) -> list[ProjectPublic]:
+    with ctx.principal_transaction(write=False) as (session, principal):
         return [
             ProjectPublic.model_validate(p, from_attributes=True)
-            for p in projects.list_projects(session)
+            for p in projects.list_projects(session, principal=principal)
         ]
 
 
-@router.post("/projects", status_code=status.HTTP_201_CREATED, summary="Create a project")
-def create_project(body: ProjectCreate, db: DbDep) -> ProjectPublic:
-    with db.session(write=True) as session:
-        project = projects.create_project(session, name=body.name)
+@router.post(
+    "/projects",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a project (you become its admin)",
+)
+def create_project(body: ProjectCreate, ctx: ContextDep) -> ProjectPublic:
+    with ctx.principal_transaction(write=True) as (session, principal):
+        project = projects.create_project(session, principal=principal, name=body.name)
         return ProjectPublic.model_validate(project, from_attributes=True)
 
 
 @router.get("/environments", summary="List the project's environments")
 def list_environments(ctx: ContextDep) -> list[EnvironmentPublic]:
-    with ctx.transaction(write=False) as (session, project):
+    with ctx.transaction(write=False) as (session, project, _actor):
         return [
             EnvironmentPublic.model_validate(e, from_attributes=True)
             for e in projects.list_environments(session, project=project)
@@ -41,8 +50,19 @@ def list_environments(ctx: ContextDep) -> list[EnvironmentPublic]:
 
 @router.post("/environments", status_code=status.HTTP_201_CREATED, summary="Create an environment")
 def create_environment(body: EnvironmentCreate, ctx: ContextDep) -> EnvironmentPublic:
-    with ctx.transaction(write=True) as (session, project):
+    with ctx.transaction(write=True) as (session, project, actor):
         env = projects.create_environment(
-            session, project=project, name=body.name, protected=body.protected
+            session, actor=actor, project=project, name=body.name, protected=body.protected
+        )
+        return EnvironmentPublic.model_validate(env, from_attributes=True)
+
+
+@router.patch("/environments/{name}", summary="Protect an environment or lift its protection")
+def update_environment(
+    name: EnvironmentName, body: EnvironmentUpdate, ctx: ContextDep
+) -> EnvironmentPublic:
+    with ctx.transaction(write=True) as (session, project, actor):
+        env = projects.set_protection(
+            session, actor=actor, project=project, name=name, protected=body.protected
         )
         return EnvironmentPublic.model_validate(env, from_attributes=True)

@@ -41,7 +41,7 @@ def list_prompts(
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> ListPublic[PromptPublic]:
-    with ctx.transaction(write=False) as (session, project):
+    with ctx.transaction(write=False) as (session, project, _actor):
         page = prompts.list_prompts(
             session, project=project, prefix=prefix, cursor=cursor, limit=limit
         )
@@ -53,9 +53,9 @@ def list_prompts(
 
 @router.post("/prompts", status_code=status.HTTP_201_CREATED, summary="Create an empty prompt")
 def create_prompt(body: PromptCreate, ctx: ContextDep) -> PromptPublic:
-    with ctx.transaction(write=True) as (session, project):
+    with ctx.transaction(write=True) as (session, project, actor):
         prompt = prompts.create_prompt(
-            session, project=project, path=body.path, description=body.description
+            session, actor=actor, project=project, path=body.path, description=body.description
         )
         return PromptPublic.model_validate(prompt, from_attributes=True)
 
@@ -68,13 +68,14 @@ def create_prompt(body: PromptCreate, ctx: ContextDep) -> PromptPublic:
 def save_version(
     path: str, body: VersionCreate, ctx: ContextDep, response: Response
 ) -> SavedVersionPublic:
-    with ctx.transaction(write=True) as (session, project):
+    with ctx.transaction(write=True) as (session, project, actor):
         saved = prompts.save_version(
             session,
             project=project,
             path=path,
             kernel=body.kernel(),
-            author=body.author or ctx.principal.name,
+            author=body.author,
+            actor=actor,
             name=body.name,
             message=body.message,
             description=body.description,
@@ -90,7 +91,7 @@ def save_version(
 def list_versions(
     path: str, ctx: ContextDep, cursor: Cursor = None, limit: Limit = 50
 ) -> ListPublic[VersionPublic]:
-    with ctx.transaction(write=False) as (session, project):
+    with ctx.transaction(write=False) as (session, project, _actor):
         page = prompts.list_versions(
             session, project=project, path=path, cursor=cursor, limit=limit
         )
@@ -117,7 +118,7 @@ def get_version(
         str | None, Query(max_length=64, description="Version id or unique prefix.")
     ] = None,
 ) -> VersionPublic:
-    with ctx.transaction(write=False) as (session, project):
+    with ctx.transaction(write=False) as (session, project, _actor):
         resolved = prompts.resolve_version(
             session, project=project, path=path, environment=environment, version=version
         )
@@ -127,7 +128,7 @@ def get_version(
 
 @router.post("/prompts/{path:path}/-/render", summary="Render a version with inputs")
 def render(path: str, body: RenderRequest, ctx: ContextDep) -> RenderPublic:
-    with ctx.transaction(write=False) as (session, project):
+    with ctx.transaction(write=False) as (session, project, _actor):
         version, rendered = prompts.render_version(
             session,
             project=project,
@@ -148,7 +149,7 @@ def diff(
     before: Annotated[str, Query(max_length=64, alias="from")],
     after: Annotated[str, Query(max_length=64, alias="to")],
 ) -> DiffPublic:
-    with ctx.transaction(write=False) as (session, project):
+    with ctx.transaction(write=False) as (session, project, _actor):
         old, new, result = prompts.diff_versions(
             session, project=project, path=path, before=before, after=after
         )
@@ -162,7 +163,7 @@ def diff(
 
 @prompt_router.get("/prompts/{path:path}", summary="Get a prompt")
 def get_prompt(path: str, ctx: ContextDep) -> PromptPublic:
-    with ctx.transaction(write=False) as (session, project):
+    with ctx.transaction(write=False) as (session, project, _actor):
         return PromptPublic.model_validate(
             prompts.get_prompt(session, project=project, path=path), from_attributes=True
         )

@@ -1,0 +1,87 @@
+"""Who may do what: roles, permissions and the actor a use case runs as.
+
+Roles are ordered (viewer < member < developer < admin); a permission names the lowest role
+that holds it. Services call `actor.require(...)`; routes never decide access themselves.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from promptloop.core.errors import Forbidden, InvalidInput
+
+
+class Role(enum.IntEnum):
+    """A member's role in one project."""
+
+    viewer = 1
+    member = 2
+    developer = 3
+    admin = 4
+
+    @classmethod
+    def parse(cls, name: str) -> Role:
+        try:
+            return cls[name]
+        except KeyError:
+            raise InvalidInput(
+                f"Unknown role {name!r}: use one of {', '.join(r.name for r in cls)}."
+            ) from None
+
+
+class Permission(enum.Enum):
+    """An action, with the lowest role allowed to take it."""
+
+    read = Role.viewer
+    edit = Role.member  # prompts, datasets, evaluators; playground and evaluation runs
+    deploy = Role.member  # to unprotected environments
+    deploy_protected = Role.developer
+    manage_environments = Role.developer
+    manage_provider_keys = Role.developer
+    manage_api_keys = Role.developer
+    manage_members = Role.admin
+    read_audit = Role.admin
+
+
+_DESCRIPTIONS = {
+    Permission.read: "read this project",
+    Permission.edit: "change prompts in this project",
+    Permission.deploy: "deploy",
+    Permission.deploy_protected: "deploy to a protected environment",
+    Permission.manage_environments: "manage environments",
+    Permission.manage_provider_keys: "manage provider keys",
+    Permission.manage_api_keys: "manage API keys",
+    Permission.manage_members: "manage members and roles",
+    Permission.read_audit: "read the audit log",
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """The caller, as a use case sees it: who, with which role in the current project, and from
+    where (for the audit log)."""
+
+    kind: str  # "user", "api_key" or "system"
+    id: int | None
+    name: str
+    role: Role
+    address: str | None = None
+
+    def can(self, permission: Permission) -> bool:
+        return self.role >= permission.value
+
+    def require(self, permission: Permission, *, detail: str = "") -> None:
+        """Raise Forbidden, saying which role is needed, unless the actor may take the action."""
+        if self.can(permission):
+            return
+        needed = Role(permission.value).name
+        what = _DESCRIPTIONS[permission] + (f" ({detail})" if detail else "")
+        raise Forbidden(
+            f"Your role '{self.role.name}' cannot {what}; it needs '{needed}' or higher. "
+            "Ask a project admin.",
+            details={"role": self.role.name, "needed": needed},
+        )
+
+
+SYSTEM = Actor(kind="system", id=None, name="system", role=Role.admin)
