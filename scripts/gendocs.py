@@ -52,7 +52,7 @@ def cli_markdown() -> str:
         "",
         *_options(group),
     ]
-    for name, command in group.commands.items():
+    for name, command in _commands(group):
         usage = " ".join((p.name or "").upper() for p in command.params if _is_argument(p))
         lines += [
             "",
@@ -64,6 +64,17 @@ def cli_markdown() -> str:
         lines += [(command.help or "").strip(), ""]
         lines += _options(command)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _commands(group: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Every leaf command, with sub-commands of groups (`keys create`) spelled out."""
+    found: list[tuple[str, Any]] = []
+    for name, command in group.commands.items():
+        if getattr(command, "commands", None):
+            found += _commands(command, f"{prefix}{name} ")
+        else:
+            found.append((f"{prefix}{name}", command))
+    return found
 
 
 def _is_argument(param: Any) -> bool:

@@ -159,36 +159,21 @@ def update_account(
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     form = {"email": email, "name": name}
-    try:
-        with db.session(write=True) as session:
-            found = _signed_in(session, request)
-            if found is None:
-                return RedirectResponse("/sign-in?next=/account", status_code=303)
-            user, web_session = found
+    with db.session(write=True) as session:
+        found = _signed_in(session, request)
+        if found is None:
+            return RedirectResponse("/sign-in?next=/account", status_code=303)
+        user, web_session = found
+        try:
             if not secrets.compare_digest(csrf_token, web_session.csrf_token):
                 raise _FormErrors({"email": "The form expired: submit it again."}, status=403)
-            _apply_account_form(
-                session, request, user, web_session, form, current_password, new_password
-            )
-    except _FormErrors as failed:
-        return _render(
-            request,
-            "account.html",
-            failed.status,
-            user=user,
-            csrf_token=web_session.csrf_token,
-            form=form,
-            errors=failed.errors,
-        )
-    return _render(
-        request,
-        "account.html",
-        user=user,
-        csrf_token=web_session.csrf_token,
-        form={},
-        errors={},
-        message="Saved.",
-    )
+            with session.begin_nested():  # a form with any error saves nothing
+                _apply_account_form(session, request, user, web_session, form, current_password, new_password)
+        except _FormErrors as failed:
+            return _render(request, "account.html", failed.status, user=user,
+                           csrf_token=web_session.csrf_token, form=form, errors=failed.errors)
+        return _render(request, "account.html", user=user, csrf_token=web_session.csrf_token,
+                       form={}, errors={}, message="Saved.")
 
 
 class _FormErrors(Exception):
