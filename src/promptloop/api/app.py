@@ -12,13 +12,31 @@ from fastapi.staticfiles import StaticFiles
 
 from promptloop import __version__
 from promptloop.api import errors, urls
-from promptloop.api.routes import audit, auth, deployments, health, keys, members, projects, prompts
+from promptloop.api.routes import (
+    audit,
+    auth,
+    calls,
+    deployments,
+    health,
+    keys,
+    logs,
+    members,
+    models,
+    projects,
+    prompts,
+)
+from promptloop.providers.registry import providers
+from promptloop.services import catalogue
 from promptloop.services.auth import first_admin_link
+from promptloop.services.calls import Caller
+from promptloop.services.catalogue import Prices
+from promptloop.services.logs import Logger
 from promptloop.services.projects import ensure_project
 from promptloop.services.ratelimit import RateLimiter
 from promptloop.services.secrets import SecretBox
 from promptloop.settings import Settings
 from promptloop.store.db import Database
+from promptloop.store.logs import SqlLogStore
 from promptloop.ui import pages
 
 API_PREFIX = "/api/v1"
@@ -35,15 +53,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with db.session(write=True) as session:
             project = ensure_project(session, name=settings.default_project)
             token = first_admin_link(session, project=project)
+            catalogue.seed(session, [m for p in providers().values() for m in p.models()])
         if token:
             _announce_first_admin(urls.sign_in_link(settings.base_url(), token))
         app.state.db = db
         app.state.secret_box = SecretBox.load(
             configured=settings.secret_key, data_dir=settings.data_dir
         )
+        app.state.logger = Logger(SqlLogStore(db), Prices(db))
+        app.state.caller = Caller(db, app.state.logger, app.state.secret_box)
         try:
             yield
         finally:
+            app.state.logger.close()
             db.dispose()
 
     app = FastAPI(
@@ -66,6 +88,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         members.router,
         keys.router,
         audit.router,
+        models.router,
+        logs.router,
+        calls.router,
         prompts.router,
         deployments.router,
         prompts.prompt_router,

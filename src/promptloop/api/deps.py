@@ -76,6 +76,11 @@ class RequestContext:
                 )
             yield session, project, auth.actor_for(session, principal=principal, project=project)
 
+    def resolve(self) -> tuple[Project, Actor]:
+        """The project and actor alone, for routes that do their own I/O afterwards."""
+        with self.transaction(write=False) as (_session, project, actor):
+            return project, actor
+
 
 def resolve_principal(session: Session, credentials: Credentials) -> Principal:
     """An API key (Authorization: Bearer) or a browser session (cookie, with CSRF on writes)."""

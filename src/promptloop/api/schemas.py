@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -245,6 +245,12 @@ class ApiKeyCreated(ApiKeyPublic):
 
 class ProviderKeySet(Strict):
     api_key: str = Field(min_length=1, max_length=4000)
+    base_url: str | None = Field(
+        default=None,
+        max_length=500,
+        pattern=r"^https?://",
+        description="For OpenAI-compatible servers (vLLM, Ollama, llama.cpp, LM Studio): their URL.",
+    )
 
 
 class ProviderKeyPublic(BaseModel):
@@ -252,6 +258,7 @@ class ProviderKeyPublic(BaseModel):
 
     provider: str
     hint: str
+    base_url: str | None = None
     updated_by: str
     updated_at: datetime
 
@@ -265,3 +272,144 @@ class AuditEventPublic(BaseModel):
     action: str
     target: str
     details: dict[str, Any]
+
+
+class LogCreate(Strict):
+    """A call your own code made, to record. Name a prompt (and version) to link it, or not."""
+
+    id: str | None = Field(
+        default=None,
+        min_length=8,
+        max_length=36,
+        pattern=r"^[A-Za-z0-9_\-]+$",
+        description="Your id for the log; sending the same id again stores it once (safe retries).",
+    )
+    source: Literal["playground", "sdk", "api", "gateway", "eval"] = "api"
+    prompt: str | None = Field(default=None, max_length=255)
+    version: str | None = Field(default=None, max_length=12)
+    environment: str | None = Field(default=None, max_length=64)
+    provider: str | None = Field(default=None, max_length=64)
+    model: str | None = Field(default=None, max_length=200)
+    inputs: dict[str, Any] | None = None
+    messages: list[dict[str, Any]] | None = Field(default=None, max_length=1000)
+    output: str | None = Field(default=None, max_length=1_000_000)
+    tool_calls: list[dict[str, Any]] | None = None
+    finish_reason: str | None = Field(default=None, max_length=32)
+    prompt_tokens: int | None = Field(default=None, ge=0)
+    output_tokens: int | None = Field(default=None, ge=0)
+    cost: float | None = Field(
+        default=None, ge=0, description="Dollars; computed from the catalogue if absent."
+    )
+    latency_ms: float | None = Field(default=None, ge=0)
+    ttft_ms: float | None = Field(default=None, ge=0)
+    error: str | None = Field(default=None, max_length=100_000)
+    end_user: str | None = Field(default=None, max_length=200)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    trace_id: str | None = Field(default=None, max_length=64)
+    parent_id: str | None = Field(default=None, max_length=64)
+    created_at: datetime | None = Field(
+        default=None, description="When the call happened (default: now)."
+    )
+
+
+class LogBatch(Strict):
+    logs: list[LogCreate] = Field(min_length=1, max_length=10_000)
+
+
+class LogIds(BaseModel):
+    ids: list[str]
+
+
+class LogCreated(BaseModel):
+    id: str
+
+
+class LogPublic(BaseModel):
+    id: str
+    source: str
+    prompt: str | None
+    version: str | None
+    environment: str | None
+    provider: str | None
+    model: str | None
+    inputs: dict[str, Any] | None
+    messages: list[dict[str, Any]] | None
+    output: str | None
+    tool_calls: list[dict[str, Any]] | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    output_tokens: int | None
+    cost: float | None = Field(description="Dollars; null when a price or token count is unknown.")
+    latency_ms: float | None
+    ttft_ms: float | None
+    error: str | None
+    end_user: str | None
+    metadata: dict[str, Any] | None
+    trace_id: str | None
+    parent_id: str | None
+    created_at: datetime
+    kernel: dict[str, Any] | None = Field(description="The draft kernel of a playground run.")
+
+
+class CallRequest(Strict):
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    messages: list[Message] = Field(
+        default_factory=list, description="Appended after the template's messages."
+    )
+    environment: str | None = Field(default=None, max_length=64, description="Default: production.")
+    version: str | None = Field(default=None, max_length=12)
+    stream: bool = False
+    end_user: str | None = Field(default=None, max_length=200)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    trace_id: str | None = Field(default=None, max_length=64)
+    parent_id: str | None = Field(default=None, max_length=64)
+
+
+class PlaygroundCall(Kernel):
+    """A draft kernel to run without saving it; logged, and linked to the version it matches."""
+
+    prompt: str | None = Field(
+        default=None, max_length=255, description="The prompt the draft belongs to."
+    )
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    stream: bool = False
+
+    def kernel(self) -> Kernel:
+        return Kernel.model_validate(self.model_dump(include=set(Kernel.model_fields)))
+
+
+class UsagePublic(BaseModel):
+    prompt_tokens: int | None
+    output_tokens: int | None
+
+
+class CallPublic(BaseModel):
+    log_id: str
+    output: str | None
+    finish_reason: str | None
+    tool_calls: list[dict[str, Any]] | None
+    usage: UsagePublic
+    cost: float | None
+    latency_ms: float
+    prompt: str | None
+    version: str | None
+    provider: str
+    model: str
+
+
+class ModelPublic(BaseModel):
+    provider: str
+    name: str
+    input_price: float | None = Field(
+        description="Dollars per million input tokens; null: unknown."
+    )
+    output_price: float | None = Field(
+        description="Dollars per million output tokens; null: unknown."
+    )
+    context_window: int | None
+    updated_at: datetime
+
+
+class ModelPrices(Strict):
+    input_price: float | None = Field(ge=0)
+    output_price: float | None = Field(ge=0)

@@ -35,6 +35,7 @@ class Permission(enum.Enum):
 
     read = Role.viewer
     edit = Role.member  # prompts, datasets, evaluators; playground and evaluation runs
+    write_logs = Role.member  # log calls; call prompts and models
     deploy = Role.member  # to unprotected environments
     deploy_protected = Role.developer
     manage_environments = Role.developer
@@ -47,6 +48,7 @@ class Permission(enum.Enum):
 _DESCRIPTIONS = {
     Permission.read: "read this project",
     Permission.edit: "change prompts in this project",
+    Permission.write_logs: "log or make model calls",
     Permission.deploy: "deploy",
     Permission.deploy_protected: "deploy to a protected environment",
     Permission.manage_environments: "manage environments",

@@ -17,9 +17,17 @@ from promptloop.store.types import utcnow
 
 
 def set_key(
-    session: Session, *, actor: Actor, project: Project, box: SecretBox, provider: str, secret: str
+    session: Session,
+    *,
+    actor: Actor,
+    project: Project,
+    box: SecretBox,
+    provider: str,
+    secret: str,
+    base_url: str | None = None,
 ) -> ProviderCredential:
-    """Store (or replace) the project's key for `provider`, encrypted."""
+    """Store (or replace) the project's key for `provider`, encrypted, and the server URL for
+    OpenAI-compatible servers (vLLM, Ollama, llama.cpp, LM Studio…)."""
     actor.require(Permission.manage_provider_keys)
     secret = secret.strip()
     if not secret:
@@ -31,6 +39,7 @@ def set_key(
             provider=provider,
             ciphertext=box.encrypt(secret),
             hint=secret[-4:],
+            base_url=base_url,
             updated_by=actor.name,
         ),
         select(ProviderCredential).where(
@@ -40,6 +49,7 @@ def set_key(
     if not created:
         credential.ciphertext = box.encrypt(secret)
         credential.hint = secret[-4:]
+        credential.base_url = base_url
         credential.updated_by = actor.name
         credential.updated_at = utcnow()
     audit.record(
@@ -75,9 +85,9 @@ def delete_key(session: Session, *, actor: Actor, project: Project, provider: st
     )
 
 
-def reveal(session: Session, *, project: Project, box: SecretBox, provider: str) -> str:
-    """The decrypted key, for calling the provider from the server. Never expose it to a caller."""
-    return box.decrypt(_get(session, project=project, provider=provider).ciphertext)
+def stored(session: Session, *, project: Project, provider: str) -> ProviderCredential:
+    """The stored (encrypted) credential, for calling the provider from the server only."""
+    return _get(session, project=project, provider=provider)
 
 
 def _get(session: Session, *, project: Project, provider: str) -> ProviderCredential:

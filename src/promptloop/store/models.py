@@ -207,5 +207,65 @@ class ProviderCredential(Base):
     provider: Mapped[str] = mapped_column(String(64))
     ciphertext: Mapped[str] = mapped_column(Text)
     hint: Mapped[str] = mapped_column(String(8))
+    base_url: Mapped[str | None] = mapped_column(String(500))
     updated_by: Mapped[str] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Model(Base):
+    """A model in the catalogue: prices per million tokens (None: unknown, never zero by default)
+    and capabilities. Fine-tuned models will carry their lineage here."""
+
+    __tablename__ = "models"
+    __table_args__ = (UniqueConstraint("provider", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    input_price: Mapped[float | None]
+    output_price: Mapped[float | None]
+    context_window: Mapped[int | None]
+    capabilities: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Log(Base):
+    """One LLM call (or tool/flow step). Written in batches by the log writer; never updated."""
+
+    __tablename__ = "logs"
+    __table_args__ = (
+        Index("ix_logs_project_id_id", "project_id", "id"),
+        Index("ix_logs_project_id_prompt_id_id", "project_id", "prompt_id", "id"),
+        Index("ix_logs_project_id_created_at", "project_id", "created_at"),
+        Index("ix_logs_trace_id", "trace_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(36), unique=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    prompt_id: Mapped[int | None] = mapped_column(ForeignKey("prompts.id", ondelete="SET NULL"))
+    version_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("prompt_versions.id", ondelete="SET NULL")
+    )
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    kernel: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    environment: Mapped[str | None] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(200))
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    messages: Mapped[list[Any] | None] = mapped_column(JSONType)
+    output: Mapped[str | None] = mapped_column(Text)
+    tool_calls: Mapped[list[Any] | None] = mapped_column(JSONType)
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    prompt_tokens: Mapped[int | None]
+    output_tokens: Mapped[int | None]
+    cost: Mapped[float | None]
+    latency_ms: Mapped[float | None]
+    ttft_ms: Mapped[float | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    end_user: Mapped[str | None] = mapped_column(String(200))
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType)
+    trace_id: Mapped[str | None] = mapped_column(String(64))
+    parent_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -168,12 +168,28 @@ def update_account(
             if not secrets.compare_digest(csrf_token, web_session.csrf_token):
                 raise _FormErrors({"email": "The form expired: submit it again."}, status=403)
             with session.begin_nested():  # a form with any error saves nothing
-                _apply_account_form(session, request, user, web_session, form, current_password, new_password)
+                _apply_account_form(
+                    session, request, user, web_session, form, current_password, new_password
+                )
         except _FormErrors as failed:
-            return _render(request, "account.html", failed.status, user=user,
-                           csrf_token=web_session.csrf_token, form=form, errors=failed.errors)
-        return _render(request, "account.html", user=user, csrf_token=web_session.csrf_token,
-                       form={}, errors={}, message="Saved.")
+            return _render(
+                request,
+                "account.html",
+                failed.status,
+                user=user,
+                csrf_token=web_session.csrf_token,
+                form=form,
+                errors=failed.errors,
+            )
+        return _render(
+            request,
+            "account.html",
+            user=user,
+            csrf_token=web_session.csrf_token,
+            form={},
+            errors={},
+            message="Saved.",
+        )
 
 
 class _FormErrors(Exception):

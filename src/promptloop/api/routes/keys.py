@@ -62,7 +62,13 @@ def set_provider_key(
     box: SecretBox = request.app.state.secret_box
     with ctx.transaction(write=True) as (session, project, actor):
         stored = provider_keys.set_key(
-            session, actor=actor, project=project, box=box, provider=provider, secret=body.api_key
+            session,
+            actor=actor,
+            project=project,
+            box=box,
+            provider=provider,
+            secret=body.api_key,
+            base_url=body.base_url,
         )
         return ProviderKeyPublic.model_validate(stored, from_attributes=True)
 

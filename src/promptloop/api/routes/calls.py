@@ -1,0 +1,119 @@
+"""Calling prompts and draft kernels; non-streamed answers are JSON, streamed ones server-sent
+events (`delta` events with text, then one `done` event with the log id, or `error`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from promptloop.api.deps import ContextDep
+from promptloop.api.errors import ERROR_RESPONSES, error_response
+from promptloop.api.schemas import CallPublic, CallRequest, PlaygroundCall, UsagePublic
+from promptloop.providers.base import Delta
+from promptloop.services.calls import Caller, CallResult, CallSpec
+
+router = APIRouter(tags=["calls"])
+STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERROR_RESPONSES,
+    200: {
+        "content": {"text/event-stream": {}},
+        "description": "JSON, or events when `stream` is true",
+    },
+    502: {"description": "The provider failed; the call is logged (details.log_id)"},
+    504: {"description": "The provider timed out; the call is logged (details.log_id)"},
+}
+
+
+@router.post(
+    "/prompts/{path:path}/-/call",
+    summary="Call a prompt: render the deployed (or given) version, call its model, log it",
+    responses=STREAM_RESPONSES,
+)
+async def call_prompt(path: str, body: CallRequest, ctx: ContextDep, request: Request) -> Any:
+    spec = CallSpec(
+        prompt=path,
+        environment=body.environment or (None if body.version else "production"),
+        version=body.version,
+        inputs=body.inputs,
+        messages=[m.model_dump() for m in body.messages],
+        source="api",
+        end_user=body.end_user,
+        metadata=body.metadata,
+        trace_id=body.trace_id,
+        parent_id=body.parent_id,
+    )
+    return await _answer(ctx, request, spec, stream=body.stream)
+
+
+@router.post(
+    "/playground/call",
+    summary="Run a draft kernel without saving it (logged, linked to the version it matches)",
+    responses=STREAM_RESPONSES,
+)
+async def call_draft(body: PlaygroundCall, ctx: ContextDep, request: Request) -> Any:
+    spec = CallSpec(
+        prompt=body.prompt, kernel=body.kernel(), inputs=body.inputs, source="playground"
+    )
+    return await _answer(ctx, request, spec, stream=body.stream)
+
+
+async def _answer(ctx: ContextDep, request: Request, spec: CallSpec, *, stream: bool) -> Any:
+    project, actor = await asyncio.to_thread(ctx.resolve)
+    caller: Caller = request.app.state.caller
+    if not stream:
+        return _result_response(await caller.call(actor=actor, project=project, spec=spec))
+    events = await caller.stream(actor=actor, project=project, spec=spec)
+    return StreamingResponse(
+        _sse(events), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+    )
+
+
+def call_public(result: CallResult) -> CallPublic:
+    completion = result.completion
+    return CallPublic(
+        log_id=result.log_id,
+        output=completion.output if completion else None,
+        finish_reason=completion.finish_reason if completion else None,
+        tool_calls=completion.tool_calls if completion else None,
+        usage=UsagePublic(
+            prompt_tokens=completion.usage.prompt_tokens if completion else None,
+            output_tokens=completion.usage.output_tokens if completion else None,
+        ),
+        cost=result.cost,
+        latency_ms=round(result.latency_ms, 3),
+        prompt=result.prompt,
+        version=result.version,
+        provider=result.provider,
+        model=result.model,
+    )
+
+
+def _result_response(result: CallResult) -> JSONResponse:
+    if result.error is not None:
+        return error_response(
+            result.error.status,
+            result.error.kind,
+            f"The {result.provider} provider failed: {result.error.message}",
+            {"log_id": result.log_id},
+        )
+    return JSONResponse(call_public(result).model_dump(mode="json"))
+
+
+async def _sse(events: AsyncIterator[Delta | CallResult]) -> AsyncIterator[str]:
+    async for event in events:
+        if isinstance(event, Delta):
+            yield f"event: delta\ndata: {json.dumps({'text': event.text})}\n\n"
+        elif event.error is not None:
+            error = {
+                "code": event.error.kind,
+                "message": event.error.message,
+                "status": event.error.status,
+            }
+            yield f"event: error\ndata: {json.dumps({'error': error, 'log_id': event.log_id})}\n\n"
+        else:
+            yield f"event: done\ndata: {call_public(event).model_dump_json()}\n\n"

@@ -1,0 +1,51 @@
+"""The provider registry: built-ins and installed plugins, found through one pluggy manager."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pluggy
+
+from promptloop.core.errors import InvalidInput
+from promptloop.providers import hookspecs
+from promptloop.providers.base import Provider
+
+_lock = threading.Lock()
+_manager: pluggy.PluginManager | None = None
+_BUILTINS: tuple[str, ...] = ()  # built-in provider modules, registered like any plugin
+
+
+def plugin_manager() -> pluggy.PluginManager:
+    """The process-wide plugin manager, with built-ins and `promptloop` entry points loaded."""
+    global _manager
+    with _lock:
+        if _manager is None:
+            manager = pluggy.PluginManager("promptloop")
+            manager.add_hookspecs(hookspecs)
+            for name in _BUILTINS:
+                manager.register(__import__(name, fromlist=["_"]), name=name)
+            manager.load_setuptools_entrypoints("promptloop")
+            _manager = manager
+        return _manager
+
+
+def providers() -> dict[str, Provider]:
+    """Every registered provider by name (later registrations win, so plugins can override)."""
+    found: dict[str, Provider] = {}
+
+    def register(provider: Any) -> None:
+        found[provider.name] = provider
+
+    plugin_manager().hook.register_providers(register=register)
+    return found
+
+
+def get_provider(name: str) -> Provider:
+    available = providers()
+    if name not in available:
+        raise InvalidInput(
+            f"Unknown provider {name!r}; installed: {', '.join(sorted(available))}.",
+            details={"providers": sorted(available)},
+        )
+    return available[name]

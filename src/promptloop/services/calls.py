@@ -1,0 +1,221 @@
+"""Calling models: render a prompt version (or a draft kernel), call its provider, log the call.
+
+Every call is logged, failed ones included, and the caller gets the log id. Streaming calls
+yield text as it arrives and log once the stream ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from promptloop.core import templates
+from promptloop.core.access import Actor, Permission
+from promptloop.core.errors import InvalidInput, NotFound
+from promptloop.core.kernel import Kernel
+from promptloop.providers.base import ChatRequest, Completion, Credentials, Delta, ProviderError
+from promptloop.providers.registry import get_provider
+from promptloop.services import prompts, provider_keys
+from promptloop.services.logs import LogEntry, Logger
+from promptloop.services.secrets import SecretBox
+from promptloop.store.db import Database
+from promptloop.store.models import Project
+
+
+@dataclass
+class CallSpec:
+    """What to call: a saved version (by prompt, environment or id) or a draft kernel."""
+
+    prompt: str | None = None
+    environment: str | None = None
+    version: str | None = None
+    kernel: Kernel | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    messages: list[dict[str, Any]] = field(default_factory=list)  # appended after the template's
+    source: str = "api"
+    end_user: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    trace_id: str | None = None
+    parent_id: str | None = None
+
+
+@dataclass(frozen=True)
+class CallResult:
+    log_id: str
+    completion: Completion | None
+    error: ProviderError | None
+    prompt: str | None
+    version: str | None
+    provider: str
+    model: str
+    cost: float | None
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    kernel: Kernel
+    request: ChatRequest
+    credentials: Credentials
+    entry: LogEntry
+
+
+class Caller:
+    """Calls models for one server process."""
+
+    def __init__(self, db: Database, logger: Logger, box: SecretBox) -> None:
+        self.db = db
+        self.logger = logger
+        self.box = box
+
+    async def call(self, *, actor: Actor, project: Project, spec: CallSpec) -> CallResult:
+        prepared = await asyncio.to_thread(self._prepare, actor, project, spec)
+        provider = get_provider(prepared.kernel.provider)
+        started = time.perf_counter()
+        completion, error = None, None
+        try:
+            completion = await provider.complete(prepared.request, prepared.credentials)
+        except ProviderError as exc:
+            error = exc
+        latency = (time.perf_counter() - started) * 1000
+        return await self._log(actor, project, prepared, completion, error, latency, ttft=None)
+
+    async def stream(
+        self, *, actor: Actor, project: Project, spec: CallSpec
+    ) -> AsyncIterator[Delta | CallResult]:
+        """Yield deltas, then the CallResult (logged). Preparation errors raise before the first
+        yield, so a caller can still answer them with a plain error response."""
+        prepared = await asyncio.to_thread(self._prepare, actor, project, spec)
+        provider = get_provider(prepared.kernel.provider)
+        return self._streamed(actor, project, prepared, provider)
+
+    async def _streamed(
+        self, actor: Actor, project: Project, prepared: _Prepared, provider: Any
+    ) -> AsyncIterator[Delta | CallResult]:
+        started = time.perf_counter()
+        ttft: float | None = None
+        completion, error = None, None
+        try:
+            async for event in provider.stream(prepared.request, prepared.credentials):
+                if isinstance(event, Delta):
+                    if ttft is None:
+                        ttft = (time.perf_counter() - started) * 1000
+                    yield event
+                else:
+                    completion = event
+        except ProviderError as exc:
+            error = exc
+        latency = (time.perf_counter() - started) * 1000
+        yield await self._log(actor, project, prepared, completion, error, latency, ttft=ttft)
+
+    def _prepare(self, actor: Actor, project: Project, spec: CallSpec) -> _Prepared:
+        actor.require(Permission.write_logs)
+        with self.db.session(write=False) as session:
+            version = None
+            if spec.kernel is not None:
+                kernel = spec.kernel
+                templates.check_syntax(kernel)
+            elif spec.prompt is not None:
+                version = prompts.resolve_version(
+                    session,
+                    project=project,
+                    path=spec.prompt,
+                    environment=spec.environment,
+                    version=spec.version,
+                )
+                kernel = prompts.kernel_of(version)
+            else:
+                raise InvalidInput(
+                    "Name a prompt (with an environment or version) or give a kernel to call."
+                )
+            credentials = self._credentials(session, project, kernel.provider)
+        rendered = templates.render(kernel, spec.inputs)
+        messages = None
+        if rendered.messages is not None:
+            messages = [m.model_dump() for m in rendered.messages] + list(spec.messages)
+        elif spec.messages:
+            raise InvalidInput(
+                "Extra messages need a chat template; this version is a completion template."
+            )
+        request = ChatRequest(
+            model=kernel.model,
+            messages=messages,
+            prompt=rendered.prompt,
+            parameters=kernel.parameters,
+            tools=[t.model_dump(exclude_none=True) for t in kernel.tools],
+        )
+        entry = LogEntry(
+            uid=uuid.uuid4().hex,
+            source=spec.source,
+            prompt=spec.prompt,
+            version=version.version_id if version else None,
+            environment=spec.environment if version else None,
+            kernel=spec.kernel,
+            provider=kernel.provider,
+            model=kernel.model,
+            inputs=spec.inputs or None,
+            messages=messages
+            if messages is not None
+            else [{"role": "prompt", "content": rendered.prompt}],
+            end_user=spec.end_user,
+            metadata=spec.metadata,
+            trace_id=spec.trace_id,
+            parent_id=spec.parent_id,
+        )
+        return _Prepared(kernel=kernel, request=request, credentials=credentials, entry=entry)
+
+    def _credentials(self, session: Any, project: Project, provider_name: str) -> Credentials:
+        provider = get_provider(provider_name)
+        try:
+            stored = provider_keys.stored(session, project=project, provider=provider_name)
+        except NotFound:
+            if provider.needs_key:
+                raise InvalidInput(
+                    f"No {provider_name!r} key in project {project.name!r}: a developer can add one "
+                    f"with PUT /api/v1/provider-keys/{provider_name}."
+                ) from None
+            return Credentials()
+        api_key = self.box.decrypt(stored.ciphertext)
+        return Credentials(api_key=api_key, base_url=stored.base_url)
+
+    async def _log(
+        self,
+        actor: Actor,
+        project: Project,
+        prepared: _Prepared,
+        completion: Completion | None,
+        error: ProviderError | None,
+        latency: float,
+        *,
+        ttft: float | None,
+    ) -> CallResult:
+        entry = prepared.entry
+        if completion is not None:
+            entry.output = completion.output
+            entry.tool_calls = completion.tool_calls
+            entry.finish_reason = completion.finish_reason
+            entry.prompt_tokens = completion.usage.prompt_tokens
+            entry.output_tokens = completion.usage.output_tokens
+        if error is not None:
+            entry.error = f"{error.kind} ({error.status}): {error.message}"
+        entry.latency_ms = latency
+        entry.ttft_ms = ttft
+        [log_id] = await self.logger.record(self.db, actor=actor, project=project, entries=[entry])
+        cost = self.logger.prices.cost(
+            entry.provider, entry.model, entry.prompt_tokens, entry.output_tokens
+        )
+        return CallResult(
+            log_id=log_id,
+            completion=completion,
+            error=error,
+            prompt=entry.prompt,
+            version=entry.version,
+            provider=prepared.kernel.provider,
+            model=prepared.kernel.model,
+            cost=cost,
+            latency_ms=latency,
+        )

@@ -1,0 +1,174 @@
+"""The log store: where logs are written in bulk and read back with filters.
+
+Services talk to the `LogStore` interface only, so a column store can take the log volume later
+without touching them. `GroupCommitWriter` makes many concurrent writers share transactions:
+each caller's rows are acknowledged only after the transaction holding them has committed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Select, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from promptloop.store.db import Database
+from promptloop.store.models import Log
+
+
+@dataclass(frozen=True)
+class LogQuery:
+    """Filters over one project's logs; None means no filter."""
+
+    project_id: int
+    prompt_id: int | None = None
+    version_pk: int | None = None
+    environment: str | None = None
+    source: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    has_error: bool | None = None
+    end_user: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+    trace_id: str | None = None
+
+
+class LogStore(Protocol):
+    def insert(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store rows durably before returning; rows whose `uid` exists already are skipped."""
+        ...
+
+    def get(self, *, project_id: int, uid: str) -> Log | None: ...
+
+    def query(self, query: LogQuery, *, before_id: int | None, limit: int) -> list[Log]:
+        """Matching logs, newest first, with `id` below `before_id` (the cursor)."""
+        ...
+
+
+class SqlLogStore:
+    """Logs in the main SQL database (SQLite or PostgreSQL)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        dialect_insert = sqlite_insert if db.is_sqlite else pg_insert
+        self._insert = dialect_insert(Log).on_conflict_do_nothing(index_elements=["uid"])
+
+    def insert(self, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        with self.db.write_engine.begin() as connection:
+            connection.execute(self._insert, list(rows))
+
+    def get(self, *, project_id: int, uid: str) -> Log | None:
+        with self.db.session(write=False) as session:
+            return session.scalars(
+                select(Log).where(Log.project_id == project_id, Log.uid == uid)
+            ).first()
+
+    def query(self, query: LogQuery, *, before_id: int | None, limit: int) -> list[Log]:
+        statement = _filtered(select(Log), query, is_sqlite=self.db.is_sqlite)
+        if before_id is not None:
+            statement = statement.where(Log.id < before_id)
+        with self.db.session(write=False) as session:
+            return list(session.scalars(statement.order_by(Log.id.desc()).limit(limit)))
+
+
+def _filtered(statement: Select[Any], query: LogQuery, *, is_sqlite: bool) -> Select[Any]:
+    conditions = [Log.project_id == query.project_id]
+    for column, value in (
+        (Log.prompt_id, query.prompt_id),
+        (Log.version_pk, query.version_pk),
+        (Log.environment, query.environment),
+        (Log.source, query.source),
+        (Log.end_user, query.end_user),
+        (Log.trace_id, query.trace_id),
+    ):
+        if value is not None:
+            conditions.append(column == value)
+    if query.since is not None:
+        conditions.append(Log.created_at >= query.since)
+    if query.until is not None:
+        conditions.append(Log.created_at < query.until)
+    if query.has_error is not None:
+        conditions.append(Log.error.is_not(None) if query.has_error else Log.error.is_(None))
+    for key, value in query.metadata.items():
+        conditions.append(Log.meta[key].as_string() == value)
+    return statement.where(*conditions)
+
+
+@dataclass
+class _Pending:
+    rows: Sequence[dict[str, Any]]
+    future: Future[None]
+
+
+class GroupCommitWriter:
+    """Writes rows from many threads in shared transactions (group commit).
+
+    `submit` returns a future that completes once the rows are committed, or fails with the
+    storage error. While one transaction is in flight, everything submitted meanwhile gathers
+    into the next, up to `max_rows`: throughput grows with load, and nothing is acknowledged
+    before it is on disk.
+    """
+
+    def __init__(self, store: LogStore, *, max_rows: int = 5000) -> None:
+        self.store = store
+        self.max_rows = max_rows
+        self._pending: deque[_Pending] = deque()
+        self._condition = threading.Condition()
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="promptloop-log-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, rows: Sequence[dict[str, Any]]) -> Future[None]:
+        future: Future[None] = Future()
+        with self._condition:
+            if self._closed:
+                raise RuntimeError("the log writer is closed")
+            self._pending.append(_Pending(rows, future))
+            self._condition.notify()
+        return future
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is pending, then stop."""
+        with self._condition:
+            self._closed = True
+            self._condition.notify()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._pending and not self._closed:
+                    self._condition.wait()
+                if not self._pending and self._closed:
+                    return
+                group = self._take()
+            self._write(group)
+
+    def _take(self) -> list[_Pending]:
+        group: list[_Pending] = []
+        count = 0
+        while self._pending and (not group or count + len(self._pending[0].rows) <= self.max_rows):
+            item = self._pending.popleft()
+            group.append(item)
+            count += len(item.rows)
+        return group
+
+    def _write(self, group: list[_Pending]) -> None:
+        rows = [row for item in group for row in item.rows]
+        try:
+            self.store.insert(rows)
+        except Exception as exc:
+            for item in group:
+                item.future.set_exception(exc)
+            return
+        for item in group:
+            item.future.set_result(None)
