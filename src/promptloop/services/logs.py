@@ -95,7 +95,7 @@ class Logger:
                 f"Unknown log source {entry.source!r}: use one of {', '.join(SOURCES)}."
             )
         prompt, version = resolver.resolve(entry)
-        kernel = entry.kernel or (Kernel.model_validate(version.kernel) if version else None)
+        kernel = entry.kernel or (resolver.kernel_of(version) if version else None)
         provider = entry.provider or (kernel.provider if kernel else None)
         model = entry.model or (kernel.model if kernel else None)
         cost = (
@@ -142,6 +142,7 @@ class _Resolver:
         self.project = project
         self._prompts: dict[str, Prompt] = {}
         self._versions: dict[tuple[int, str], PromptVersion] = {}
+        self._kernels: dict[int, Kernel] = {}
 
     def resolve(self, entry: LogEntry) -> tuple[Prompt | None, PromptVersion | None]:
         if entry.prompt is None:
@@ -159,6 +160,11 @@ class _Resolver:
         if key not in self._versions:
             self._versions[key] = get_version(self.session, prompt=prompt, ref=entry.version)
         return prompt, self._versions[key]
+
+    def kernel_of(self, version: PromptVersion) -> Kernel:
+        if version.id not in self._kernels:
+            self._kernels[version.id] = Kernel.model_validate(version.kernel)
+        return self._kernels[version.id]
 
     def version_with_hash(self, prompt: Prompt | None, digest: str | None) -> int | None:
         """The saved version whose content a draft matches, so playground runs link to it."""

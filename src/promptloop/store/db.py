@@ -52,6 +52,7 @@ class Database:
             cursor.execute("PRAGMA synchronous=FULL")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA cache_size=-16384")  # 16 MiB: index pages of bulk log inserts
             cursor.close()
 
         @event.listens_for(engine, "begin")

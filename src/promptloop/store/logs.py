@@ -7,20 +7,21 @@ each caller's rows are acknowledged only after the transaction holding them has 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from psycopg.types.json import Jsonb
 from sqlalchemy import Select, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from promptloop.store.db import Database
 from promptloop.store.models import Log
+from promptloop.store.types import JSONType
 
 
 @dataclass(frozen=True)
@@ -52,19 +53,31 @@ class LogStore(Protocol):
         ...
 
 
+_COLUMNS = [c for c in Log.__table__.columns if c.name != "id"]
+_JSON_COLUMNS = {c.name for c in _COLUMNS if c.type is JSONType or isinstance(c.type, type(JSONType))}
+
+
 class SqlLogStore:
-    """Logs in the main SQL database (SQLite or PostgreSQL)."""
+    """Logs in the main SQL database (SQLite or PostgreSQL).
+
+    Inserts go straight to the driver's executemany with values prepared here: at thousands of
+    rows per batch, SQLAlchemy's per-value processing would cost more than the write itself.
+    """
 
     def __init__(self, db: Database) -> None:
         self.db = db
-        dialect_insert = sqlite_insert if db.is_sqlite else pg_insert
-        self._insert = dialect_insert(Log).on_conflict_do_nothing(index_elements=["uid"])
+        names = ", ".join(f'"{c.name}"' for c in _COLUMNS)
+        marker = "?" if db.is_sqlite else "%s"
+        values = ", ".join(marker for _ in _COLUMNS)
+        self._sql = f"INSERT INTO logs ({names}) VALUES ({values}) ON CONFLICT (uid) DO NOTHING"
+        self._prepare = _sqlite_values if db.is_sqlite else _postgres_values
 
     def insert(self, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
+        values = [self._prepare(row) for row in rows]
         with self.db.write_engine.begin() as connection:
-            connection.execute(self._insert, list(rows))
+            connection.exec_driver_sql(self._sql, values)
 
     def get(self, *, project_id: int, uid: str) -> Log | None:
         with self.db.session(write=False) as session:
@@ -78,6 +91,27 @@ class SqlLogStore:
             statement = statement.where(Log.id < before_id)
         with self.db.session(write=False) as session:
             return list(session.scalars(statement.order_by(Log.id.desc()).limit(limit)))
+
+
+def _sqlite_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    out = []
+    for column in _COLUMNS:
+        value = row.get(column.name)
+        if value is not None:
+            if column.name in _JSON_COLUMNS:
+                value = json.dumps(value)
+            elif isinstance(value, datetime):
+                # The same text SQLAlchemy's SQLite DateTime writes, so comparisons agree.
+                value = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+        out.append(value)
+    return tuple(out)
+
+
+def _postgres_values(row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(
+        Jsonb(row[c.name]) if c.name in _JSON_COLUMNS and row.get(c.name) is not None else row.get(c.name)
+        for c in _COLUMNS
+    )
 
 
 def _filtered(statement: Select[Any], query: LogQuery, *, is_sqlite: bool) -> Select[Any]:

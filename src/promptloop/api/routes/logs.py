@@ -17,6 +17,7 @@ from promptloop.services.logs import LogEntry, Logger
 from promptloop.store.models import Log
 
 router = APIRouter(tags=["logs"])
+_ENTRY_FIELDS = [name for name in LogCreate.model_fields if name != "id"]
 
 
 @router.post(
@@ -128,7 +129,7 @@ def log_public(log: Log, names: logs.Names) -> LogPublic:
 async def _record(ctx: ContextDep, request: Request, bodies: list[LogCreate]) -> list[str]:
     logger: Logger = request.app.state.logger
     project, actor = await asyncio.to_thread(ctx.resolve)
-    entries = [LogEntry(**body.model_dump(exclude={"id"}), uid=body.id) for body in bodies]
+    entries = [LogEntry(**{name: getattr(body, name) for name in _ENTRY_FIELDS}, uid=body.id) for body in bodies]
     return await logger.record(ctx.db, actor=actor, project=project, entries=entries)
 
 
