@@ -6,6 +6,7 @@ This is the access-control seam: no route reads credentials or decides access it
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -94,7 +95,9 @@ def resolve_principal(session: Session, credentials: Credentials) -> Principal:
         if found is None:
             raise Unauthenticated("Your session has expired: sign in again.")
         user, web_session = found
-        if credentials.unsafe and credentials.csrf != web_session.csrf_token:
+        if credentials.unsafe and not secrets.compare_digest(
+            credentials.csrf or "", web_session.csrf_token
+        ):
             raise Forbidden(
                 f"Missing or wrong {CSRF_HEADER} header: browser requests that change data must "
                 "send the CSRF token of the session (GET /api/v1/auth/me returns it)."

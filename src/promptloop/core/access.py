@@ -69,9 +69,17 @@ class Actor:
     name: str
     role: Role
     address: str | None = None
+    server_admin: bool = False  # may change what every project shares (the model catalogue)
 
     def can(self, permission: Permission) -> bool:
         return self.role >= permission.value
+
+    def require_server_admin(self, what: str) -> None:
+        """Raise Forbidden unless the actor administers the whole server."""
+        if not self.server_admin:
+            raise Forbidden(
+                f"Only a server admin can {what}: it affects every project on this server."
+            )
 
     def require(self, permission: Permission, *, detail: str = "") -> None:
         """Raise Forbidden, saying which role is needed, unless the actor may take the action."""
@@ -86,4 +94,4 @@ class Actor:
         )
 
 
-SYSTEM = Actor(kind="system", id=None, name="system", role=Role.admin)
+SYSTEM = Actor(kind="system", id=None, name="system", role=Role.admin, server_admin=True)

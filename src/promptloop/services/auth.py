@@ -285,4 +285,11 @@ def actor_for(session: Session, *, principal: Principal, project: Project) -> Ac
         if membership is None:
             raise hidden
         role = Role[membership.role]
-    return Actor(kind="user", id=user.id, name=user.email, role=role, address=principal.address)
+    return Actor(
+        kind="user",
+        id=user.id,
+        name=user.email,
+        role=role,
+        address=principal.address,
+        server_admin=user.server_admin,
+    )

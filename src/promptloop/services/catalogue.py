@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from promptloop.core.access import Actor, Permission
+from promptloop.core.access import Actor
 from promptloop.core.errors import InvalidInput, NotFound
 from promptloop.providers.base import ModelInfo
 from promptloop.services import audit
@@ -56,8 +56,9 @@ def set_prices(
     input_price: float | None,
     output_price: float | None,
 ) -> Model:
-    """Set a model's prices per million tokens (adding the model if it is new)."""
-    actor.require(Permission.manage_provider_keys)
+    """Set a model's prices per million tokens (adding the model if it is new). The catalogue
+    is shared by every project, so this is a server admin's decision."""
+    actor.require_server_admin("change model prices")
     for price in (input_price, output_price):
         if price is not None and price < 0:
             raise InvalidInput("Prices are per million tokens and cannot be negative.")
@@ -75,7 +76,7 @@ def set_prices(
         actor=actor,
         action="model.prices",
         target=f"model:{provider}/{name}",
-        project=project,
+        project=None,
         details={"before": list(before), "after": [input_price, output_price]},
     )
     return model

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from promptloop.core.access import Actor, Permission, Role
-from promptloop.core.errors import Conflict, NotFound
+from promptloop.core.errors import Conflict, Forbidden, NotFound
 from promptloop.services import audit, auth
 from promptloop.store.models import Membership, Project, User
 
@@ -109,9 +109,19 @@ def remove_member(session: Session, *, actor: Actor, project: Project, email: st
 
 
 def sign_in_link_for(session: Session, *, actor: Actor, project: Project, email: str) -> str:
-    """A new one-time sign-in link for a member (a forgotten password, a lost invitation)."""
+    """A new one-time sign-in link for a member who has not set a password yet (a lost
+    invitation). A link signs in as the whole account, so a project admin may only issue one
+    for an account that reaches nothing beyond this project; anything wider needs a server
+    admin (or `promptloop users link` on the server)."""
     actor.require(Permission.manage_members)
     user, _ = _member(session, project=project, email=email)
+    if not actor.server_admin:
+        elsewhere = [p.name for p, _ in memberships_of(session, user=user) if p.id != project.id]
+        if user.server_admin or user.password_hash is not None or elsewhere:
+            raise Forbidden(
+                f"Only a server admin can issue a sign-in link for {user.email}: the account "
+                "already has a password, or access beyond this project."
+            )
     audit.record(
         session,
         actor=actor,

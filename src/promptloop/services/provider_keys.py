@@ -38,7 +38,7 @@ def set_key(
             project_id=project.id,
             provider=provider,
             ciphertext=box.encrypt(secret),
-            hint=secret[-4:],
+            hint=_hint(secret),
             base_url=base_url,
             updated_by=actor.name,
         ),
@@ -48,7 +48,7 @@ def set_key(
     )
     if not created:
         credential.ciphertext = box.encrypt(secret)
-        credential.hint = secret[-4:]
+        credential.hint = _hint(secret)
         credential.base_url = base_url
         credential.updated_by = actor.name
         credential.updated_at = utcnow()
@@ -99,3 +99,8 @@ def _get(session: Session, *, project: Project, provider: str) -> ProviderCreden
     if credential is None:
         raise NotFound(f"No {provider!r} key in project {project.name!r}.")
     return credential
+
+
+def _hint(secret: str) -> str:
+    """The last four characters, only when they are a small part of the key."""
+    return secret[-4:] if len(secret) >= 16 else ""

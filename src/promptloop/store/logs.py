@@ -43,7 +43,7 @@ class LogQuery:
 
 class LogStore(Protocol):
     def insert(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Store rows durably before returning; rows whose `uid` exists already are skipped."""
+        """Store rows durably before returning; rows whose (project, uid) exists already are skipped."""
         ...
 
     def get(self, *, project_id: int, uid: str) -> Log | None: ...
@@ -54,7 +54,9 @@ class LogStore(Protocol):
 
 
 _COLUMNS = [c for c in Log.__table__.columns if c.name != "id"]
-_JSON_COLUMNS = {c.name for c in _COLUMNS if c.type is JSONType or isinstance(c.type, type(JSONType))}
+_JSON_COLUMNS = {
+    c.name for c in _COLUMNS if c.type is JSONType or isinstance(c.type, type(JSONType))
+}
 
 
 class SqlLogStore:
@@ -69,7 +71,9 @@ class SqlLogStore:
         names = ", ".join(f'"{c.name}"' for c in _COLUMNS)
         marker = "?" if db.is_sqlite else "%s"
         values = ", ".join(marker for _ in _COLUMNS)
-        self._sql = f"INSERT INTO logs ({names}) VALUES ({values}) ON CONFLICT (uid) DO NOTHING"
+        self._sql = (
+            f"INSERT INTO logs ({names}) VALUES ({values}) ON CONFLICT (project_id, uid) DO NOTHING"
+        )
         self._prepare = _sqlite_values if db.is_sqlite else _postgres_values
 
     def insert(self, rows: Sequence[dict[str, Any]]) -> None:
@@ -109,7 +113,9 @@ def _sqlite_values(row: dict[str, Any]) -> tuple[Any, ...]:
 
 def _postgres_values(row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(
-        Jsonb(row[c.name]) if c.name in _JSON_COLUMNS and row.get(c.name) is not None else row.get(c.name)
+        Jsonb(row[c.name])
+        if c.name in _JSON_COLUMNS and row.get(c.name) is not None
+        else row.get(c.name)
         for c in _COLUMNS
     )
 

@@ -238,10 +238,11 @@ class Log(Base):
         Index("ix_logs_project_id_prompt_id_id", "project_id", "prompt_id", "id"),
         Index("ix_logs_project_id_created_at", "project_id", "created_at"),
         Index("ix_logs_trace_id", "trace_id"),
+        UniqueConstraint("project_id", "uid"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    uid: Mapped[str] = mapped_column(String(36), unique=True)
+    uid: Mapped[str] = mapped_column(String(36))  # the public id; a client may choose it
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     prompt_id: Mapped[int | None] = mapped_column(ForeignKey("prompts.id", ondelete="SET NULL"))
     version_pk: Mapped[int | None] = mapped_column(

@@ -2,7 +2,7 @@
 
 Revision ID: 0003
 Revises: 0002
-Create Date: 2026-11-28 00:01:04.074117
+Create Date: 2026-11-28 00:16:54.730473
 """
 
 from collections.abc import Sequence
@@ -105,7 +105,7 @@ def upgrade() -> None:
             ondelete="SET NULL",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_logs")),
-        sa.UniqueConstraint("uid", name=op.f("uq_logs_uid")),
+        sa.UniqueConstraint("project_id", "uid", name=op.f("uq_logs_project_id_uid")),
     )
     with op.batch_alter_table("logs", schema=None) as batch_op:
         batch_op.create_index(
