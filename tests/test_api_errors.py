@@ -148,3 +148,49 @@ def test_openapi_schema_documents_the_api(sqlite_client: TestClient) -> None:
     assert "/api/v1/prompts/{path}/-/versions" in schema["paths"]
     assert "/api/v1/health" in schema["paths"]
     assert "ErrorBody" in schema["components"]["schemas"]
+
+
+def test_numbers_beyond_what_columns_hold_are_refused(client: TestClient) -> None:
+    assert_error(client.delete(f"{BASE}/api-keys/9223372036854775808"), 422, "validation_error")
+    assert_error(client.delete(f"{BASE}/api-keys/3000000000"), 422, "validation_error")
+    assert_error(
+        client.post(f"{BASE}/logs", json={"prompt_tokens": 3_000_000_000}), 422, "validation_error"
+    )
+    huge_cursor = "eyJrIjogOTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5OTk5fQ"  # {"k": 99999999999999999999999}
+    assert_error(
+        client.get(f"{BASE}/logs", params={"cursor": huge_cursor}), 400, "invalid_input", "cursor"
+    )
+
+
+def test_nul_characters_are_refused_everywhere(client: TestClient) -> None:
+    for response in (
+        client.post(
+            f"{BASE}/prompts/q/-/versions",
+            json={"provider": "x", "model": "m", "template": "a\u0000b"},
+        ),
+        client.post(
+            f"{BASE}/prompts/q/-/versions", json={**kernel_body(), "retrieval": {"\u0000": 1}}
+        ),
+        client.post(f"{BASE}/logs/batch", json={"logs": [{"metadata": {"\u0000": 1}}]}),
+        client.post(f"{BASE}/logs", json={"end_user": "a\u0000b"}),
+    ):
+        assert_error(response, 422, "validation_error", "NUL")
+    assert_error(
+        client.get(f"{BASE}/prompts", params={"prefix": "a\u0000"}), 400, "invalid_input", "NUL"
+    )
+    assert_error(
+        client.get(f"{BASE}/logs", params={"end_user": "\u0000"}), 400, "invalid_input", "NUL"
+    )
+    assert_error(client.delete(f"{BASE}/members/a%00b@example.com"), 400, "invalid_input", "NUL")
+
+
+def test_logs_from_long_ago_are_stored_and_listed(client: TestClient) -> None:
+    created = client.post(
+        f"{BASE}/logs/batch",
+        json={"logs": [{"created_at": "0189-08-27T18:39:17.514Z", "output": "old"}]},
+    )
+    assert created.status_code == 201
+    listed = client.get(f"{BASE}/logs").json()["data"]
+    assert listed[0]["created_at"].startswith("0189-08-27T18:39:17.514")
+    since = client.get(f"{BASE}/logs", params={"since": "2000-01-01T00:00:00Z"}).json()["data"]
+    assert since == []

@@ -132,7 +132,8 @@ def install(app: FastAPI) -> None:
 
 
 class BodySizeLimit:
-    """ASGI middleware: refuse request bodies over `max_bytes` with 413, before reading them all."""
+    """ASGI middleware: refuse request bodies over `max_bytes` with 413, before reading them all,
+    and URLs holding NUL characters (no column can store them) with 400."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
         self.app = app
@@ -141,6 +142,12 @@ class BodySizeLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        query = scope.get("query_string", b"").lower()
+        if b"%00" in query or "\x00" in scope.get("path", ""):
+            await error_response(
+                400, "invalid_input", "URLs must not contain NUL (%00) characters."
+            )(scope, receive, send)
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:

@@ -5,16 +5,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from promptloop.core.diff import Change
-from promptloop.core.kernel import Kernel, Message
+from promptloop.core.kernel import MAX_INT, Kernel, Message, reject_nul
 
 T = TypeVar("T")
 
 
 class Strict(BaseModel):
+    """A request body: unknown fields and NUL characters are refused."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        return reject_nul(value)
 
 
 class ListPublic(BaseModel, Generic[T]):
@@ -295,8 +302,8 @@ class LogCreate(Strict):
     output: str | None = Field(default=None, max_length=1_000_000)
     tool_calls: list[dict[str, Any]] | None = None
     finish_reason: str | None = Field(default=None, max_length=32)
-    prompt_tokens: int | None = Field(default=None, ge=0)
-    output_tokens: int | None = Field(default=None, ge=0)
+    prompt_tokens: int | None = Field(default=None, ge=0, le=MAX_INT)
+    output_tokens: int | None = Field(default=None, ge=0, le=MAX_INT)
     cost: float | None = Field(
         default=None, ge=0, description="Dollars; computed from the catalogue if absent."
     )
@@ -312,7 +319,9 @@ class LogCreate(Strict):
     )
 
 
-class LogBatch(Strict):
+class LogBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # each LogCreate checks its own text for NULs
+
     logs: list[LogCreate] = Field(min_length=1, max_length=10_000)
 
 

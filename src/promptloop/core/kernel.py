@@ -91,6 +91,11 @@ class Kernel(BaseModel):
         default=None, description="The retrieval strategy; reserved for a later release."
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        return reject_nul(value)
+
     @model_validator(mode="after")
     def _one_template(self) -> Kernel:
         if (self.messages is None) == (self.template is None):
@@ -104,6 +109,25 @@ class Kernel(BaseModel):
         if self.messages is not None:
             return [(f"messages[{i}] ({m.role})", m.content) for i, m in enumerate(self.messages)]
         return [("template", self.template or "")]
+
+
+MAX_INT = 2**31 - 1  # integers stored in columns must fit PostgreSQL's `integer`
+
+
+def reject_nul(value: Any) -> Any:
+    """Return `value` unchanged, or raise ValueError if any string in it holds a NUL character
+    (text columns cannot store one, and no prompt or log needs one)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL (\\u0000) characters")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            reject_nul(key)
+            reject_nul(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            reject_nul(item)
+    return value
 
 
 def canonical_json(kernel: Kernel) -> str:

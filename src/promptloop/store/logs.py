@@ -105,10 +105,18 @@ def _sqlite_values(row: dict[str, Any]) -> tuple[Any, ...]:
             if column.name in _JSON_COLUMNS:
                 value = json.dumps(value)
             elif isinstance(value, datetime):
-                # The same text SQLAlchemy's SQLite DateTime writes, so comparisons agree.
-                value = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+                value = _sqlite_datetime(value)
         out.append(value)
     return tuple(out)
+
+
+def _sqlite_datetime(value: datetime) -> str:
+    """The text SQLAlchemy's SQLite DateTime writes (years zero-padded), so comparisons agree."""
+    v = value.astimezone(UTC)
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d} {v.hour:02d}:{v.minute:02d}:{v.second:02d}"
+        f".{v.microsecond:06d}"
+    )
 
 
 def _postgres_values(row: dict[str, Any]) -> tuple[Any, ...]:

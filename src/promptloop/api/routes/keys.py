@@ -14,6 +14,7 @@ from promptloop.api.schemas import (
     ProviderKeyPublic,
     ProviderKeySet,
 )
+from promptloop.core.kernel import MAX_INT
 from promptloop.services import api_keys, provider_keys
 from promptloop.services.secrets import SecretBox
 
@@ -42,7 +43,7 @@ def create_api_key(body: ApiKeyCreate, ctx: ContextDep) -> ApiKeyCreated:
 
 
 @router.delete("/api-keys/{key_id}", summary="Revoke an API key")
-def revoke_api_key(key_id: int, ctx: ContextDep) -> ApiKeyPublic:
+def revoke_api_key(key_id: Annotated[int, Path(ge=1, le=MAX_INT)], ctx: ContextDep) -> ApiKeyPublic:
     with ctx.transaction(write=True) as (session, project, actor):
         key = api_keys.revoke_key(session, actor=actor, project=project, key_id=key_id)
         return ApiKeyPublic.model_validate(key, from_attributes=True)
