@@ -316,3 +316,23 @@ def test_protected_environments_gate_deploys_by_role(client: TestClient, server:
         f"{BASE}/prompts/support/answer/-/deployments/staging", json={"version": version}
     )
     assert_error(again, 403, "forbidden", "'staging' is protected")
+
+
+def test_admins_read_the_audit_log_in_the_browser(client: TestClient, server: Server) -> None:
+    version = save(client, "support/answer")["id"]
+    deploy(client, "support/answer", version)
+    admin = server.browser()
+    page = admin.get("/audit")
+    assert page.status_code == 200
+    assert "prompt.deploy" in page.text and "key:tests" in page.text
+    exported = admin.get("/audit/export", params={"format": "csv"})
+    assert (
+        exported.headers["content-type"].startswith("text/csv") and "prompt.deploy" in exported.text
+    )
+    admin.post(f"{BASE}/members", json={"email": "vi@example.com", "role": "viewer"})
+    viewer = server.client()
+    link = admin.post(f"{BASE}/members/vi@example.com/sign-in-link").json()["sign_in_url"]
+    viewer.post(f"{BASE}/auth/sign-in-link", json={"token": link.split("token=")[1]})
+    refused = viewer.get("/audit")
+    assert refused.status_code == 403 and "cannot read the audit log" in refused.text
+    assert viewer.get("/audit/export").status_code == 403

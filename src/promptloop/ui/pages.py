@@ -14,10 +14,12 @@ from sqlalchemy.orm import Session
 
 from promptloop.api import cookies
 from promptloop.api.deps import SESSION_COOKIE, DbDep, SettingsDep
+from promptloop.core.access import Actor
 from promptloop.core.errors import InvalidInput, PromptloopError
-from promptloop.services import auth, members
+from promptloop.services import audit, auth, members
+from promptloop.services.projects import get_project
 from promptloop.services.ratelimit import RateLimiter
-from promptloop.store.models import User, WebSession
+from promptloop.store.models import Project, User, WebSession
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 router = APIRouter(include_in_schema=False)
@@ -56,6 +58,74 @@ def home(request: Request, db: DbDep) -> Response:
     return _render(
         request, "home.html", user=user, csrf_token=web_session.csrf_token, projects=projects
     )
+
+
+@router.get("/audit", response_class=HTMLResponse)
+def audit_page(
+    request: Request, db: DbDep, project: str = "default", cursor: str | None = None
+) -> Response:
+    """The audit log of a project, for its admins."""
+    with db.session(write=False) as session:
+        found = _signed_in(session, request)
+        if found is None:
+            return RedirectResponse("/sign-in?next=/audit", status_code=303)
+        user, web_session = found
+        try:
+            target, actor = _acting(session, request, user, project)
+            page = audit.list_events(session, actor=actor, project=target, cursor=cursor, limit=100)
+        except PromptloopError as exc:
+            return _render(
+                request,
+                "home.html",
+                403 if exc.code == "forbidden" else 404,
+                user=user,
+                csrf_token=web_session.csrf_token,
+                message=exc.message,
+                projects=members.memberships_of(session, user=user),
+            )
+        return _render(
+            request,
+            "audit.html",
+            user=user,
+            csrf_token=web_session.csrf_token,
+            project=target,
+            events=page.items,
+            next_cursor=page.next_cursor,
+        )
+
+
+@router.get("/audit/export")
+def audit_export(
+    request: Request, db: DbDep, project: str = "default", format: str = "jsonl"
+) -> Response:
+    with db.session(write=False) as session:
+        found = _signed_in(session, request)
+        if found is None:
+            return RedirectResponse("/sign-in?next=/audit", status_code=303)
+        try:
+            target, actor = _acting(session, request, found[0], project)
+            fmt = "csv" if format == "csv" else "jsonl"
+            body = "".join(audit.export(session, actor=actor, project=target, fmt=fmt))
+        except PromptloopError as exc:
+            return Response(exc.message, status_code=403 if exc.code == "forbidden" else 404)
+    return Response(
+        body,
+        media_type="text/csv" if fmt == "csv" else "application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="audit-{target.name}.{fmt}"'},
+    )
+
+
+def _acting(
+    session: Session, request: Request, user: User, project_name: str
+) -> tuple[Project, Actor]:
+    target = get_project(session, name=project_name)
+    principal = auth.Principal(
+        kind="user",
+        name=user.email,
+        user=user,
+        address=request.client.host if request.client else None,
+    )
+    return target, auth.actor_for(session, principal=principal, project=target)
 
 
 @router.get("/sign-in", response_class=HTMLResponse)
