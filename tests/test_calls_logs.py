@@ -209,3 +209,12 @@ def test_calling_a_provider_without_a_key_says_how_to_add_one(client: TestClient
         json={"inputs": {"question": "q", "customer": "c"}, "environment": None},
     )
     assert response.status_code in (400, 404)
+
+
+def test_times_without_a_zone_are_utc(client: TestClient) -> None:
+    client.post(f"{BASE}/logs", json={"output": "x", "created_at": "2026-01-02T03:04:05"})
+    found = client.get(
+        f"{BASE}/logs", params={"since": "2026-01-02T03:00:00", "until": "2026-01-02T04:00:00"}
+    )
+    assert found.status_code == 200
+    assert [log["created_at"] for log in found.json()["data"]] == ["2026-01-02T03:04:05Z"]

@@ -2,6 +2,9 @@
 
 `Client` sends through a Starlette TestClient (an httpx.Client, passed as `http_client`);
 `AsyncClient` through `httpx.ASGITransport` on the same app, whose lifespan the TestClient ran.
+Calls go to tests/fakes.py's FakeProvider, registered before the app starts so that the
+catalogue has its prices. The background sending of `client.logs.log` is in
+test_sdk_logging.py.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ from promptloop import (
     AsyncClient,
     AuthenticationError,
     BadRequestError,
+    CallResult,
     Client,
     ConflictError,
     InternalServerError,
@@ -40,8 +45,10 @@ from promptloop import (
     RateLimitError,
 )
 from promptloop.api.app import create_app
+from promptloop.providers.base import ProviderError
 from promptloop.services import local, projects
 from promptloop.settings import Settings
+from tests.fakes import FakeProvider, registered
 
 URL = "http://testserver"
 PATH = "support/answer"
@@ -64,8 +71,14 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def app(settings: Settings) -> FastAPI:
-    return create_app(settings)
+def fake() -> Iterator[FakeProvider]:
+    with registered(FakeProvider()) as provider:
+        yield provider
+
+
+@pytest.fixture
+def app(settings: Settings, fake: FakeProvider) -> FastAPI:
+    return create_app(settings)  # after the fake registers, so the catalogue has its prices
 
 
 def _project(settings: Settings, name: str) -> str:
@@ -114,6 +127,16 @@ def save(client: Client, path: str = PATH, content: str = "Hi {{ name }}.", **ex
 
 def mock_client(handler: Callable[[httpx.Request], httpx.Response], **kwargs: Any) -> Client:
     return Client(transport=httpx.MockTransport(handler), **kwargs)
+
+
+def deployed(client: Client, path: str = PATH) -> str:
+    """A chat version of `path` on the fake provider, deployed to production; its id."""
+    version = client.prompts.save(path, provider="fake", model="fake-1", messages=CHAT).id
+    client.prompts.deploy(path, version, environment="production")
+    return version
+
+
+INPUTS = {"question": "Where is my order?", "customer": "Ada"}
 
 
 # --- against the real server -------------------------------------------------------------
@@ -308,6 +331,177 @@ async def test_async_client_raises_the_same_errors(async_sdk: AsyncClient) -> No
         await async_sdk.projects.create("elsewhere")
 
 
+def test_call_answers_and_is_logged_with_what_was_sent(sdk: Client, fake: FakeProvider) -> None:
+    version = deployed(sdk)
+    fake.queue("Your order ships today.")
+    result = sdk.prompts.call(
+        PATH,
+        INPUTS,
+        messages=[{"role": "user", "content": "And the invoice?"}],
+        end_user="u-1",
+        metadata={"team": "eu"},
+        trace_id="trace-1",
+        parent_id="step-0",
+    )
+    assert isinstance(result, CallResult)
+    assert (result.output, result.finish_reason, result.tool_calls) == (
+        "Your order ships today.",
+        "stop",
+        None,
+    )
+    assert (result.prompt, result.version, result.provider, result.model) == (
+        PATH,
+        version,
+        "fake",
+        "fake-1",
+    )
+    assert (result.usage.prompt_tokens, result.usage.output_tokens) == (13, 4)
+    assert result.cost == pytest.approx((13 * 1.0 + 4 * 2.0) / 1e6)
+    assert result.latency_ms >= 0
+    request, _ = fake.requests[0]
+    assert request.messages is not None
+    assert [m["content"] for m in request.messages[1:]] == [
+        "Answer Where is my order? for Ada.",
+        "And the invoice?",
+    ]
+    log = sdk.logs.get(result.log_id)
+    assert (log.id, log.source, log.environment, log.end_user) == (
+        result.log_id,
+        "api",
+        "production",
+        "u-1",
+    )
+    assert (log.metadata, log.trace_id, log.parent_id) == ({"team": "eu"}, "trace-1", "step-0")
+    assert (log.output, log.inputs, log.cost) == (result.output, INPUTS, result.cost)
+
+
+def test_call_picks_the_version_or_environment(sdk: Client, fake: FakeProvider) -> None:
+    served = deployed(sdk)
+    newer = [{"role": "user", "content": "Newer {{ question }}"}]
+    latest = sdk.prompts.save(PATH, provider="fake", model="fake-1", messages=newer)
+    assert latest.id != served
+    with pytest.raises(NotFoundError):  # nothing deployed to staging
+        sdk.prompts.call(PATH, INPUTS, environment="staging")
+    sdk.prompts.deploy(PATH, latest.id, environment="staging")
+    assert sdk.prompts.call(PATH, INPUTS).version == served
+    assert sdk.prompts.call(PATH, INPUTS, environment="staging").version == latest.id
+    assert sdk.prompts.call(PATH, INPUTS, version=served[:6]).version == served
+
+
+def test_call_errors_carry_the_log_id_of_the_failed_call(sdk: Client, fake: FakeProvider) -> None:
+    deployed(sdk)
+    with pytest.raises(BadRequestError) as missing:
+        sdk.prompts.call(PATH, {"question": "q"})
+    assert missing.value.details == {"missing": ["customer"]}
+    fake.queue(ProviderError("upstream overloaded", status=503, kind="overloaded"))
+    with pytest.raises(InternalServerError) as failed:
+        sdk.prompts.call(PATH, INPUTS)
+    assert (failed.value.status_code, failed.value.code) == (503, "overloaded")
+    log = sdk.logs.get(failed.value.details["log_id"])
+    assert log.error is not None and "upstream overloaded" in log.error
+
+
+def test_stream_yields_text_then_the_result(sdk: Client, fake: FakeProvider) -> None:
+    version = deployed(sdk)
+    fake.queue("one two three")
+    with sdk.prompts.stream(PATH, INPUTS, metadata={"k": "v"}) as stream:
+        with pytest.raises(RuntimeError, match="iterate it to its end"):
+            _ = stream.result
+        chunks = list(stream)
+    assert chunks == ["one ", "two ", "three "]
+    result = stream.result
+    assert (result.output, result.version, result.usage.output_tokens) == (
+        "one two three",
+        version,
+        3,
+    )
+    log = sdk.logs.get(result.log_id)
+    assert (log.output, log.metadata) == ("one two three", {"k": "v"})
+    assert log.ttft_ms is not None
+
+
+def test_stream_sends_nothing_before_it_is_iterated(sdk: Client, fake: FakeProvider) -> None:
+    deployed(sdk)
+    stream = sdk.prompts.stream(PATH, INPUTS)
+    assert fake.requests == []
+    assert "".join(stream).strip() == "ok"  # the fake's answer when none is queued
+    stream.close()
+
+
+def test_stream_errors_raise_while_iterating(sdk: Client, fake: FakeProvider) -> None:
+    with pytest.raises(NotFoundError):  # before the stream starts: the HTTP status
+        list(sdk.prompts.stream("no/such/prompt"))
+    deployed(sdk)
+    fake.queue(ProviderError("slow down", status=429, kind="rate_limited"))
+    stream = sdk.prompts.stream(PATH, INPUTS)
+    with pytest.raises(RateLimitError) as caught:  # after: an `error` event
+        list(stream)
+    assert (caught.value.status_code, caught.value.code, str(caught.value)) == (
+        429,
+        "rate_limited",
+        "The fake provider failed: slow down",
+    )
+    log = sdk.logs.get(caught.value.details["log_id"])
+    assert log.error is not None and "slow down" in log.error
+    with pytest.raises(RuntimeError):
+        _ = stream.result
+
+
+def test_logs_list_filters_and_follows_pages(sdk: Client, fake: FakeProvider) -> None:
+    deployed(sdk)
+    called = sdk.prompts.call(PATH, INPUTS, end_user="u-9", trace_id="t-1")
+    fake.queue(ProviderError("boom", status=500, kind="provider_error"))
+    with pytest.raises(InternalServerError) as failed:
+        sdk.prompts.call(PATH, INPUTS)
+    earlier = datetime.now(UTC) - timedelta(days=1)
+    ids = [
+        sdk.logs.log(
+            output=f"o{i}",
+            end_user=f"u-{i % 2}",
+            metadata={"team": "eu" if i < 10 else "us", "n": str(i)},
+            created_at=earlier if i == 0 else None,
+        )
+        for i in range(60)
+    ]
+    assert sdk.logs.flush(timeout=30)
+    everything = [log.id for log in sdk.logs.list()]
+    assert len(everything) == 62  # over the server's page size of 50
+    assert set(ids) | {called.log_id, failed.value.details["log_id"]} == set(everything)
+    assert [log.id for log in sdk.logs.list(prompt=PATH, error=False)] == [called.log_id]
+    assert [log.id for log in sdk.logs.list(error=True)] == [failed.value.details["log_id"]]
+    assert [log.id for log in sdk.logs.list(trace_id="t-1", end_user="u-9")] == [called.log_id]
+    assert len(list(sdk.logs.list(source="sdk", end_user="u-1"))) == 30
+    assert [log.id for log in sdk.logs.list(metadata={"team": "eu", "n": "3"})] == [ids[3]]
+    assert len(list(sdk.logs.list(metadata={"team": "eu"}))) == 10
+    assert [log.id for log in sdk.logs.list(until=earlier + timedelta(seconds=1))] == [ids[0]]
+    local_naive = (earlier + timedelta(hours=1)).astimezone().replace(tzinfo=None)
+    assert ids[0] not in {log.id for log in sdk.logs.list(since=local_naive)}
+    with pytest.raises(NotFoundError):
+        sdk.logs.get("no-such-log")
+
+
+async def test_async_client_calls_streams_and_reads_logs(
+    async_sdk: AsyncClient, sdk: Client, fake: FakeProvider
+) -> None:
+    version = deployed(sdk)
+    fake.queue("Hello there.", "a streamed answer")
+    result = await async_sdk.prompts.call(PATH, INPUTS, end_user="u-async")
+    assert (result.output, result.version) == ("Hello there.", version)
+    async with async_sdk.prompts.stream(PATH, INPUTS) as stream:
+        chunks = [text async for text in stream]
+    assert "".join(chunks) == "a streamed answer "
+    assert stream.result.output == "a streamed answer"
+    assert (await async_sdk.logs.get(stream.result.log_id)).output == "a streamed answer"
+    listed = [log.id async for log in async_sdk.logs.list(end_user="u-async")]
+    assert listed == [result.log_id]
+    fake.queue(ProviderError("bad gateway", status=502, kind="provider_error"))
+    with pytest.raises(InternalServerError) as caught:
+        _ = [text async for text in async_sdk.prompts.stream(PATH, INPUTS)]
+    assert caught.value.status_code == 502 and caught.value.details["log_id"]
+    with pytest.raises(NotFoundError):
+        await async_sdk.prompts.call("no/such/prompt")
+
+
 # --- offline: URLs, headers, errors ------------------------------------------------------
 
 
@@ -432,6 +626,124 @@ def test_timeout_raises_api_timeout_error() -> None:
         mock_client(handler).health()
 
 
+def sse(*events: tuple[str, Any], raw: str = "") -> httpx.Response:
+    body = "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events)
+    return httpx.Response(200, text=body + raw, headers={"Content-Type": "text/event-stream"})
+
+
+DONE = {
+    "log_id": "abc",
+    "output": "Hi!",
+    "finish_reason": "stop",
+    "tool_calls": None,
+    "usage": {"prompt_tokens": 1, "output_tokens": 2},
+    "cost": None,
+    "latency_ms": 1.5,
+    "prompt": PATH,
+    "version": "0123456789ab",
+    "provider": "fake",
+    "model": "fake-1",
+}
+
+
+def test_stream_reads_server_sent_events_as_the_specification_says() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        raw = (
+            ': a comment\n\nevent: delta\ndata: {"text":\nData: ignored\ndata: "two\\nlines"}\n\n'
+            "event: progress\ndata: {}\n\n"  # an event a newer server may send: skipped
+        )
+        return sse(("delta", {"text": "Hi"}), raw=raw + sse(("done", DONE)).text)
+
+    client = mock_client(handler)
+    stream = client.prompts.stream(PATH, {"q": 1}, version="0123", metadata={"a": "b"})
+    assert list(stream) == ["Hi", "two\nlines"]
+    assert stream.result == CallResult.model_validate(DONE)
+    [request] = seen
+    assert request.url.path == "/api/v1/prompts/support/answer/-/call"
+    assert json.loads(request.content) == {
+        "inputs": {"q": 1},
+        "version": "0123",
+        "metadata": {"a": "b"},
+        "stream": True,
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "error_class"),
+    [
+        (400, BadRequestError),
+        (429, RateLimitError),
+        (504, InternalServerError),
+        (None, InternalServerError),
+    ],
+)
+def test_stream_error_events_raise_the_class_of_their_status(
+    status: int | None, error_class: type[APIStatusError]
+) -> None:
+    error = {
+        "error": {"code": "provider_error", "message": "It broke.", "details": {"log_id": "L1"}},
+        "status": status,
+    }
+    client = mock_client(lambda _request: sse(("delta", {"text": "par"}), ("error", error)))
+    received: list[str] = []
+    with pytest.raises(error_class) as caught:
+        received.extend(client.prompts.stream(PATH))
+    assert received == ["par"]
+    assert (caught.value.status_code, caught.value.code, caught.value.message) == (
+        status or 502,
+        "provider_error",
+        "It broke.",
+    )
+    assert caught.value.details == {"log_id": "L1"}
+
+
+def test_stream_that_ends_without_a_result_or_with_garbage_raises() -> None:
+    client = mock_client(lambda _request: sse(("delta", {"text": "cut"})))
+    with pytest.raises(APIResponseValidationError, match="ended without"):
+        list(client.prompts.stream(PATH))
+    client = mock_client(lambda _request: sse(("done", {"output": "no log id"})))
+    with pytest.raises(APIResponseValidationError, match="'done' event"):
+        list(client.prompts.stream(PATH))
+    client = mock_client(lambda _request: httpx.Response(404, json={}))
+    with pytest.raises(NotFoundError):
+        list(client.prompts.stream(PATH))
+
+
+def test_logs_list_sends_the_filters_as_the_api_reads_them() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url.params))
+        return httpx.Response(200, json={"data": [], "next_cursor": None})
+
+    client = mock_client(handler)
+    since = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)
+    list(
+        client.logs.list(
+            prompt="a/b",
+            version="abcd",
+            environment="production",
+            source="sdk",
+            since=since,
+            until=since + timedelta(hours=1),
+            error=False,
+            end_user="u",
+            trace_id="t",
+            metadata={"team": "eu", "tier": "gold:plus"},
+        )
+    )
+    list(client.logs.list(error=True))
+    assert seen == [
+        "prompt=a%2Fb&version=abcd&environment=production&source=sdk"
+        "&since=2025-01-02T03%3A04%3A05%2B00%3A00&until=2025-01-02T04%3A04%3A05%2B00%3A00"
+        "&error=false&end_user=u&trace_id=t&metadata=team%3Aeu&metadata=tier%3Agold%3Aplus",
+        "error=true",
+    ]
+
+
 def test_injected_http_client_is_left_open_and_excludes_transport() -> None:
     http = httpx.Client(transport=httpx.MockTransport(lambda _r: httpx.Response(200, json=HEALTH)))
     with Client(http_client=http) as client:
@@ -456,7 +768,7 @@ async def test_sync_and_async_clients_have_the_same_methods() -> None:
     with Client() as sync:
         async with AsyncClient() as asynchronous:
             assert methods(sync) == methods(asynchronous)
-            for namespace in ("projects", "environments", "prompts"):
+            for namespace in ("projects", "environments", "prompts", "logs"):
                 assert methods(getattr(sync, namespace)) == methods(
                     getattr(asynchronous, namespace)
                 )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from promptloop.core.diff import Change
 from promptloop.core.kernel import MAX_INT, Kernel, Message, reject_nul
@@ -315,8 +315,13 @@ class LogCreate(Strict):
     trace_id: str | None = Field(default=None, max_length=64)
     parent_id: str | None = Field(default=None, max_length=64)
     created_at: datetime | None = Field(
-        default=None, description="When the call happened (default: now)."
+        default=None, description="When the call happened (default: now); no zone means UTC."
     )
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
 class LogBatch(BaseModel):

@@ -20,12 +20,14 @@ from promptloop.sdk._errors import (
     RateLimitError,
 )
 from promptloop.sdk._models import (
+    CallResult,
     Change,
     DeploymentEvent,
     Diff,
     Environment,
     EnvironmentState,
     Health,
+    Log,
     Message,
     Parameters,
     Project,
@@ -35,27 +37,35 @@ from promptloop.sdk._models import (
     SavedVersion,
     Tool,
     ToolFunction,
+    Usage,
 )
 from promptloop.sdk._resources import (
     AsyncEnvironments,
+    AsyncLogs,
     AsyncProjects,
     AsyncPrompts,
     Environments,
+    Logs,
     Projects,
     Prompts,
 )
+from promptloop.sdk._streams import AsyncCallStream, CallStream
 
 __all__ = [
     "APIConnectionError",
     "APIResponseValidationError",
     "APIStatusError",
     "APITimeoutError",
+    "AsyncCallStream",
     "AsyncClient",
     "AsyncEnvironments",
+    "AsyncLogs",
     "AsyncProjects",
     "AsyncPrompts",
     "AuthenticationError",
     "BadRequestError",
+    "CallResult",
+    "CallStream",
     "Change",
     "Client",
     "ConflictError",
@@ -66,6 +76,8 @@ __all__ = [
     "Environments",
     "Health",
     "InternalServerError",
+    "Log",
+    "Logs",
     "Message",
     "NotFoundError",
     "Parameters",
@@ -81,4 +93,5 @@ __all__ = [
     "SavedVersion",
     "Tool",
     "ToolFunction",
+    "Usage",
 ]

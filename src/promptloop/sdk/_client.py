@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, Self, TypeVar
@@ -17,16 +18,20 @@ from promptloop.sdk._errors import (
     APITimeoutError,
     status_error,
 )
-from promptloop.sdk._models import Health
+from promptloop.sdk._log_queue import LogQueue, Sender
+from promptloop.sdk._models import CallResult, Health
 from promptloop.sdk._requests import Call, Page, Pages, health
 from promptloop.sdk._resources import (
     AsyncEnvironments,
+    AsyncLogs,
     AsyncProjects,
     AsyncPrompts,
     Environments,
+    Logs,
     Projects,
     Prompts,
 )
+from promptloop.sdk._streams import Event, EventDecoder, ended_early, read_event
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -74,6 +79,11 @@ class _Connection:
                 response=response,
             ) from exc
 
+    def log_request(self) -> tuple[str, dict[str, str]]:
+        """Where the log thread posts batches of logs, and with which headers."""
+        headers = {**self.headers, "Content-Type": "application/json"}
+        return self.url + API_PREFIX + "/logs/batch", headers
+
     def __repr__(self) -> str:
         return f"url={self.url!r} project={self.project!r}"
 
@@ -98,6 +108,78 @@ def _reaching(request: httpx.Request) -> Iterator[None]:
         ) from exc
 
 
+class _ThreadSender:
+    """Posts logs through a synchronous httpx client; closes it only when it is its own."""
+
+    def __init__(self, connection: _Connection, http: httpx.Client, *, owned: bool) -> None:
+        self._url, self._headers = connection.log_request()
+        self._http = http
+        self._owned = owned
+
+    def send(self, body: bytes) -> httpx.Response:
+        return self._http.post(self._url, content=body, headers=self._headers)
+
+    def close(self) -> None:
+        if self._owned:
+            self._http.close()
+
+
+class _LoopSender:
+    """Posts logs through an async-only transport (`httpx.ASGITransport`) on an event loop of
+    the log thread's own, so logging never needs the application's loop."""
+
+    def __init__(
+        self, connection: _Connection, transport: httpx.AsyncBaseTransport, timeout: Timeout
+    ) -> None:
+        self._url, self._headers = connection.log_request()
+        self._loop = asyncio.new_event_loop()
+        self._http = httpx.AsyncClient(transport=transport, timeout=timeout)
+
+    def send(self, body: bytes) -> httpx.Response:
+        posting = self._http.post(self._url, content=body, headers=self._headers)
+        return self._loop.run_until_complete(posting)
+
+    def close(self) -> None:
+        self._loop.close()  # not the transport: it is the client's
+
+
+def _sync_sender(
+    connection: _Connection,
+    http_client: httpx.Client | None,
+    transport: httpx.BaseTransport | None,
+    timeout: Timeout,
+) -> Callable[[], Sender]:
+    """How `Client`'s log thread sends: through the given `http_client`, else through a client
+    of its own (new in a forked child, unlike pooled connections inherited from the parent)."""
+
+    def open_sender() -> Sender:
+        if http_client is not None:
+            return _ThreadSender(connection, http_client, owned=False)
+        http = httpx.Client(timeout=timeout, transport=transport)
+        return _ThreadSender(connection, http, owned=transport is None)
+
+    return open_sender
+
+
+def _async_sender(
+    connection: _Connection, transport: httpx.AsyncBaseTransport | None, timeout: Timeout
+) -> Callable[[], Sender]:
+    """How `AsyncClient`'s log thread sends: through `transport` (synchronously if it can),
+    else through a synchronous client of its own. Network connections made on the
+    application's event loop (those of `http_client`, or of an `httpx.AsyncHTTPTransport`)
+    cannot serve another thread's loop, so they are not used."""
+
+    def open_sender() -> Sender:
+        if transport is None or isinstance(transport, httpx.AsyncHTTPTransport):
+            return _ThreadSender(connection, httpx.Client(timeout=timeout), owned=True)
+        if isinstance(transport, httpx.BaseTransport):  # e.g. httpx.MockTransport
+            http = httpx.Client(timeout=timeout, transport=transport)
+            return _ThreadSender(connection, http, owned=False)
+        return _LoopSender(connection, transport, timeout)
+
+    return open_sender
+
+
 def _check(transport: object, http_client: object) -> None:
     if transport is not None and http_client is not None:
         raise ValueError(
@@ -119,6 +201,11 @@ class Client:
     `transport` replaces httpx's network layer (e.g. `httpx.MockTransport` in tests);
     `http_client` is an `httpx.Client` to send through instead (proxies, TLS settings), which
     the caller closes.
+
+    `client.logs.log(...)` queues logs that a background thread sends in batches: at most
+    `max_queue` wait (more are dropped, and reported through the `promptloop` logger); a batch
+    leaves when `flush_at` logs wait or `flush_interval` seconds after the first. `close()`
+    and the interpreter's exit send what is left.
     """
 
     def __init__(
@@ -130,21 +217,33 @@ class Client:
         timeout: Timeout = 30.0,
         transport: httpx.BaseTransport | None = None,
         http_client: httpx.Client | None = None,
+        max_queue: int = 10_000,
+        flush_at: int = 100,
+        flush_interval: float = 0.5,
     ) -> None:
         _check(transport, http_client)
         self._connection = _Connection(url, api_key, project)
+        self._log_queue = LogQueue(
+            _sync_sender(self._connection, http_client, transport, timeout),
+            max_queue=max_queue,
+            flush_at=flush_at,
+            flush_interval=flush_interval,
+        )
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=timeout, transport=transport)
         self.projects = Projects(self)
         self.environments = Environments(self)
         self.prompts = Prompts(self)
+        self.logs = Logs(self)
 
     def health(self) -> Health:
         """Check that the server and its database answer."""
         return self._send(health())
 
     def close(self) -> None:
-        """Close the connections (not those of an `http_client` passed in)."""
+        """Send the logs still queued (waiting up to 10 s), then close the connections (not
+        those of an `http_client` passed in)."""
+        self._log_queue.close()
         if self._owns_http:
             self._http.close()
 
@@ -175,6 +274,26 @@ class Client:
             yield from page.items
             call = pages.after(page)
 
+    def _stream(self, call: Call[CallResult]) -> Generator[Event, None, None]:
+        request = self._connection.build(self._http, call)
+        with _reaching(request):
+            response = self._http.send(request, stream=True)
+            try:
+                if response.is_error:
+                    response.read()
+                    raise status_error(response)
+                decoder = EventDecoder()
+                for line in response.iter_lines():
+                    if (event := decoder.feed(line)) is None:
+                        continue
+                    if (item := read_event(call, response, *event)) is not None:
+                        yield item
+                        if isinstance(item, CallResult):
+                            return
+                raise ended_early(response)
+            finally:
+                response.close()
+
 
 class AsyncClient:
     """An asyncio client of a promptloop server; the methods of `Client`, awaitable.
@@ -187,7 +306,10 @@ class AsyncClient:
                 print(old.id, old.message)
 
     Arguments as for `Client`; `transport` is an async one (e.g. `httpx.ASGITransport`) and
-    `http_client` an `httpx.AsyncClient`.
+    `http_client` an `httpx.AsyncClient`. Logs are sent by a thread, as `Client` sends them,
+    so `client.logs.log(...)` needs no running event loop; that thread sends through an
+    in-process `transport` (`httpx.ASGITransport`, `httpx.MockTransport`), else through a
+    connection of its own (the application's event loop owns those of `http_client`).
     """
 
     def __init__(
@@ -199,21 +321,33 @@ class AsyncClient:
         timeout: Timeout = 30.0,
         transport: httpx.AsyncBaseTransport | None = None,
         http_client: httpx.AsyncClient | None = None,
+        max_queue: int = 10_000,
+        flush_at: int = 100,
+        flush_interval: float = 0.5,
     ) -> None:
         _check(transport, http_client)
         self._connection = _Connection(url, api_key, project)
+        self._log_queue = LogQueue(
+            _async_sender(self._connection, transport, timeout),
+            max_queue=max_queue,
+            flush_at=flush_at,
+            flush_interval=flush_interval,
+        )
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=timeout, transport=transport)
         self.projects = AsyncProjects(self)
         self.environments = AsyncEnvironments(self)
         self.prompts = AsyncPrompts(self)
+        self.logs = AsyncLogs(self)
 
     async def health(self) -> Health:
         """Check that the server and its database answer."""
         return await self._send(health())
 
     async def close(self) -> None:
-        """Close the connections (not those of an `http_client` passed in)."""
+        """Send the logs still queued (waiting up to 10 s), then close the connections (not
+        those of an `http_client` passed in)."""
+        await asyncio.to_thread(self._log_queue.close)
         if self._owns_http:
             await self._http.aclose()
 
@@ -244,3 +378,23 @@ class AsyncClient:
             for item in page.items:
                 yield item
             call = pages.after(page)
+
+    async def _stream(self, call: Call[CallResult]) -> AsyncGenerator[Event, None]:
+        request = self._connection.build(self._http, call)
+        with _reaching(request):
+            response = await self._http.send(request, stream=True)
+            try:
+                if response.is_error:
+                    await response.aread()
+                    raise status_error(response)
+                decoder = EventDecoder()
+                async for line in response.aiter_lines():
+                    if (event := decoder.feed(line)) is None:
+                        continue
+                    if (item := read_event(call, response, *event)) is not None:
+                        yield item
+                        if isinstance(item, CallResult):
+                            return
+                raise ended_early(response)
+            finally:
+                await response.aclose()

@@ -15,6 +15,8 @@
 
 Every `APIStatusError` carries the server's error body `{"error": {"code", "message",
 "details"}}` as attributes; `str(error)` is the server's message, which says how to fix it.
+A call whose provider failed, streamed or not, raises the class of the provider's status with
+`details["log_id"]`, the id of the call's log.
 """
 
 from __future__ import annotations
@@ -114,6 +116,19 @@ def status_error(response: httpx.Response) -> APIStatusError:
         code = "http_error"
         message = f"HTTP {status} from {response.request.url}: {response.text[:200]}".rstrip(": ")
     return cls(message, response=response, code=code, details=error.get("details"))
+
+
+def event_error(response: httpx.Response, data: Any) -> APIStatusError:
+    """The exception for an `error` event in a stream (whose HTTP status was 200).
+
+    The event is the error body a non-streamed call failing alike answers with, plus its
+    `status`; the exception is the same, and its `response` stands for the event.
+    """
+    data = data if isinstance(data, dict) else {}
+    status = data.get("status")
+    status = status if isinstance(status, int) and 400 <= status <= 599 else 502
+    body = {"error": data.get("error") if isinstance(data.get("error"), dict) else {}}
+    return status_error(httpx.Response(status, json=body, request=response.request))
 
 
 def _error_body(response: httpx.Response) -> dict[str, Any]:

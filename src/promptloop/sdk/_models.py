@@ -162,3 +162,63 @@ class EnvironmentState(_Result):
     version_id: str | None = None
     deployed_by: str | None = None
     deployed_at: datetime | None = None
+
+
+class Usage(_Result):
+    """Tokens a call used, as the provider counted them (None: not reported)."""
+
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+
+
+class CallResult(_Result):
+    """A prompt's answer: the output (or `tool_calls`), what it cost, and the id of its log.
+
+    `prompt` and `version` name what was called; `provider` and `model` what answered.
+    """
+
+    log_id: str
+    output: str | None = None
+    finish_reason: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    usage: Usage = Field(default_factory=Usage)
+    cost: float | None = None
+    """Dollars; None when the model's price or a token count is unknown."""
+    latency_ms: float
+    prompt: str | None = None
+    version: str | None = None
+    provider: str
+    model: str
+
+
+class Log(_Result):
+    """One recorded call: what was sent and answered, its cost and timing, and who asked.
+
+    `source` says where the call came from ("sdk", "api", "playground", "gateway", "eval");
+    `kernel` holds the draft a playground run used when it matches no saved version.
+    """
+
+    id: str
+    source: str
+    prompt: str | None = None
+    version: str | None = None
+    environment: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    inputs: dict[str, Any] | None = None
+    messages: list[dict[str, Any]] | None = None
+    output: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    output_tokens: int | None = None
+    cost: float | None = None
+    latency_ms: float | None = None
+    ttft_ms: float | None = None
+    error: str | None = None
+    end_user: str | None = None
+    metadata: dict[str, Any] | None = None
+    trace_id: str | None = None
+    parent_id: str | None = None
+    created_at: datetime
+    kernel: dict[str, Any] | None = None

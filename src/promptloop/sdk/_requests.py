@@ -7,19 +7,23 @@ in how they send. Each builder's signature and docstring become the clients' met
 from __future__ import annotations
 
 import builtins
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
 from pydantic import BaseModel
 
 from promptloop.sdk._models import (
+    CallResult,
     DeploymentEvent,
     Diff,
     Environment,
     EnvironmentState,
     Health,
+    Log,
     Message,
     Parameters,
     Project,
@@ -33,6 +37,9 @@ from promptloop.sdk._models import (
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 Json = dict[str, Any]
+Params = Mapping[str, str | Sequence[str]]
+"""Query parameters; a sequence repeats the parameter (`metadata=a:1&metadata=b:2`)."""
+Source = Literal["sdk", "api", "gateway", "eval", "playground"]
 # Inside the *Calls classes `list` names a method, so annotations there say `builtins.list`.
 
 
@@ -43,7 +50,7 @@ class Call(Generic[T]):
     method: str
     path: str
     read: Callable[[Any], T]
-    params: Mapping[str, str] = field(default_factory=dict)
+    params: Params = field(default_factory=dict)
     json: Json | None = None
 
 
@@ -59,7 +66,7 @@ class Pages(Generic[M]):
 
     path: str
     item: type[M]
-    params: Mapping[str, str] = field(default_factory=dict)
+    params: Params = field(default_factory=dict)
 
     def first(self) -> Call[Page[M]]:
         return self._page(None)
@@ -229,6 +236,178 @@ class PromptCalls:
         """Deploys and rollbacks of the prompt, newest first, optionally in one environment."""
         params = _compact(environment=environment)
         return Pages(_prompt_url(path, "history"), DeploymentEvent, params)
+
+    @staticmethod
+    def call(
+        path: str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        environment: str | None = None,
+        version: str | None = None,
+        messages: Sequence[Message | Mapping[str, Any]] | None = None,
+        end_user: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        trace_id: str | None = None,
+        parent_id: str | None = None,
+    ) -> Call[CallResult]:
+        """Call the prompt's model with `inputs` and return its answer; the server logs the
+        call (`log_id`). The version is `version`, else what `environment` serves, else what
+        production serves. `messages` follow the template's (e.g. the conversation so far);
+        `end_user`, `metadata`, `trace_id` and `parent_id` are stored on the log. A provider
+        failure raises the APIStatusError for its status, with `details["log_id"]`."""
+        body = _call_body(
+            inputs, environment, version, messages, end_user, metadata, trace_id, parent_id
+        )
+        return Call("POST", _prompt_url(path, "call"), CallResult.model_validate, json=body)
+
+    @staticmethod
+    def stream(
+        path: str,
+        inputs: Mapping[str, Any] | None = None,
+        *,
+        environment: str | None = None,
+        version: str | None = None,
+        messages: Sequence[Message | Mapping[str, Any]] | None = None,
+        end_user: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        trace_id: str | None = None,
+        parent_id: str | None = None,
+    ) -> Call[CallResult]:
+        """Call the prompt as `call` does, streaming the output: iterate the returned stream
+        for text as it arrives, then read its `result`. Nothing is sent before iterating."""
+        body = _call_body(
+            inputs, environment, version, messages, end_user, metadata, trace_id, parent_id
+        )
+        body["stream"] = True
+        return Call("POST", _prompt_url(path, "call"), CallResult.model_validate, json=body)
+
+
+class LogCalls:
+    """Calls on `/logs`: reading logs back, and the entries `client.logs.log` queues."""
+
+    @staticmethod
+    def get(log_id: str) -> Call[Log]:
+        """One log by its id (as `log` and `prompts.call` return it)."""
+        return Call("GET", f"/logs/{quote(log_id, safe='')}", Log.model_validate)
+
+    @staticmethod
+    def list(
+        *,
+        prompt: str | None = None,
+        version: str | None = None,
+        environment: str | None = None,
+        source: Source | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        error: bool | None = None,
+        end_user: str | None = None,
+        trace_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> Pages[Log]:
+        """Logs, newest first, that match every filter given: created at or after `since`
+        and before `until` (naive datetimes are local time); `error` True for failed calls
+        only, False for successful ones; `metadata` pairs that must all be present."""
+        params: dict[str, str | builtins.list[str]] = _compact(
+            prompt=prompt,
+            version=version,
+            environment=environment,
+            source=source,
+            since=None if since is None else _aware(since).isoformat(),
+            until=None if until is None else _aware(until).isoformat(),
+            error=None if error is None else str(error).lower(),
+            end_user=end_user,
+            trace_id=trace_id,
+        )
+        if metadata:
+            params["metadata"] = [f"{key}:{value}" for key, value in metadata.items()]
+        return Pages("/logs", Log, params)
+
+    @staticmethod
+    def log(
+        *,
+        prompt: str | None = None,
+        version: str | None = None,
+        environment: str | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        messages: Sequence[Message | Mapping[str, Any]] | None = None,
+        output: str | None = None,
+        tool_calls: Sequence[Mapping[str, Any]] | None = None,
+        finish_reason: str | None = None,
+        prompt_tokens: int | None = None,
+        output_tokens: int | None = None,
+        cost: float | None = None,
+        latency_ms: float | None = None,
+        ttft_ms: float | None = None,
+        error: str | None = None,
+        end_user: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        trace_id: str | None = None,
+        parent_id: str | None = None,
+        created_at: datetime | None = None,
+        source: Source = "sdk",
+    ) -> Json:
+        """Record a call your code made, in the background; returns the log's id at once.
+
+        Never blocks on the network and never raises: the log is queued and sent in a batch
+        by the client's log thread (`flush()` waits for it). Name `prompt` (and `version`) to
+        link the log to a saved version; `cost` defaults to the catalogue's price of the
+        tokens; `created_at` to now. Values are serialised when sent, so do not change them
+        after logging; a log that cannot be sent is dropped and reported through the
+        `promptloop` logger."""
+        return _compact(
+            id=uuid.uuid4().hex,
+            source=source,
+            prompt=prompt,
+            version=version,
+            environment=environment,
+            provider=provider,
+            model=model,
+            inputs=inputs,
+            messages=messages,
+            output=output,
+            tool_calls=tool_calls,
+            finish_reason=finish_reason,
+            prompt_tokens=prompt_tokens,
+            output_tokens=output_tokens,
+            cost=cost,
+            latency_ms=latency_ms,
+            ttft_ms=ttft_ms,
+            error=error,
+            end_user=end_user,
+            metadata=metadata,
+            trace_id=trace_id,
+            parent_id=parent_id,
+            created_at=created_at or datetime.now(UTC),
+        )
+
+
+def _call_body(
+    inputs: Mapping[str, Any] | None,
+    environment: str | None,
+    version: str | None,
+    messages: Sequence[Message | Mapping[str, Any]] | None,
+    end_user: str | None,
+    metadata: Mapping[str, Any] | None,
+    trace_id: str | None,
+    parent_id: str | None,
+) -> Json:
+    return _compact(
+        inputs=dict(inputs or {}),
+        environment=environment,
+        version=version,
+        messages=None if messages is None else [_plain(m) for m in messages],
+        end_user=end_user,
+        metadata=None if metadata is None else dict(metadata),
+        trace_id=trace_id,
+        parent_id=parent_id,
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    """`moment` with its time zone; a naive one is local time, as Python's own functions read it."""
+    return moment if moment.tzinfo is not None else moment.astimezone()
 
 
 def _prompt_url(path: str, *sub: str) -> str:

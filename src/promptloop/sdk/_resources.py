@@ -3,17 +3,30 @@
 `_sync(build)` turns a builder into a method that sends the call and returns its result;
 `_async(build)` into one that returns an awaitable. Both keep the builder's signature and
 docstring, so each API call is written once and type-checks the same on both clients.
+`_queued(build)` makes the same method for both: it queues a log for the client's log thread.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Generator, Iterator
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from pydantic import BaseModel
 
-from promptloop.sdk._requests import Call, EnvironmentCalls, Pages, ProjectCalls, PromptCalls
+from promptloop.sdk._log_queue import LogQueue
+from promptloop.sdk._models import CallResult
+from promptloop.sdk._requests import (
+    Call,
+    EnvironmentCalls,
+    Json,
+    LogCalls,
+    Pages,
+    ProjectCalls,
+    PromptCalls,
+)
+from promptloop.sdk._streams import AsyncCallStream, CallStream, Event
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -22,13 +35,19 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _SyncSender(Protocol):
+    _log_queue: LogQueue
+
     def _send(self, call: Call[T]) -> T: ...
     def _iterate(self, pages: Pages[M]) -> Iterator[M]: ...
+    def _stream(self, call: Call[CallResult]) -> Generator[Event, None, None]: ...
 
 
 class _AsyncSender(Protocol):
+    _log_queue: LogQueue
+
     async def _send(self, call: Call[T]) -> T: ...
     def _iterate(self, pages: Pages[M]) -> AsyncIterator[M]: ...
+    def _stream(self, call: Call[CallResult]) -> AsyncGenerator[Event, None]: ...
 
 
 class _Resource:
@@ -87,6 +106,35 @@ def _async_pages(
     return _like(build, method)
 
 
+def _sync_stream(
+    build: Callable[P, Call[CallResult]],
+) -> Callable[Concatenate[SyncResource, P], CallStream]:
+    def method(self: SyncResource, /, *args: P.args, **kwargs: P.kwargs) -> CallStream:
+        return CallStream(self._client._stream(build(*args, **kwargs)))
+
+    return _like(build, method)
+
+
+def _async_stream(
+    build: Callable[P, Call[CallResult]],
+) -> Callable[Concatenate[AsyncResource, P], AsyncCallStream]:
+    def method(self: AsyncResource, /, *args: P.args, **kwargs: P.kwargs) -> AsyncCallStream:
+        return AsyncCallStream(self._client._stream(build(*args, **kwargs)))
+
+    return _like(build, method)
+
+
+def _queued(
+    build: Callable[P, Json],
+) -> Callable[Concatenate[SyncResource | AsyncResource, P], str]:
+    def method(self: SyncResource | AsyncResource, /, *args: P.args, **kwargs: P.kwargs) -> str:
+        entry = build(*args, **kwargs)
+        self._client._log_queue.put(entry)
+        return str(entry["id"])
+
+    return _like(build, method)
+
+
 def _like(build: Callable[..., Any], method: F) -> F:
     """Give `method` the builder's name, docstring and signature (plus `self`) for help()."""
     signature = inspect.signature(build)
@@ -129,6 +177,22 @@ class Prompts(SyncResource):
     rollback = _sync(PromptCalls.rollback)
     deployments = _sync(PromptCalls.deployments)
     history = _sync_pages(PromptCalls.history)
+    call = _sync(PromptCalls.call)
+    stream = _sync_stream(PromptCalls.stream)
+
+
+class Logs(SyncResource):
+    """`client.logs`: record the calls your code made, in the background; read logs back."""
+
+    log = _queued(LogCalls.log)
+    get = _sync(LogCalls.get)
+    list = _sync_pages(LogCalls.list)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every log queued so far is sent, or dropped (which is reported); False
+        when `timeout` seconds passed first. `close()` and the interpreter's exit flush too,
+        but a process that ends with `os._exit()` (a multiprocessing worker) must flush."""
+        return self._client._log_queue.flush(timeout)
 
 
 class AsyncProjects(AsyncResource):
@@ -161,3 +225,19 @@ class AsyncPrompts(AsyncResource):
     rollback = _async(PromptCalls.rollback)
     deployments = _async(PromptCalls.deployments)
     history = _async_pages(PromptCalls.history)
+    call = _async(PromptCalls.call)
+    stream = _async_stream(PromptCalls.stream)
+
+
+class AsyncLogs(AsyncResource):
+    """`client.logs` of `AsyncClient`; as `Logs`, with `get` and `flush` awaitable, `list` an
+    async iterator, and `log` a plain call (it only queues, so it never waits)."""
+
+    log = _queued(LogCalls.log)
+    get = _async(LogCalls.get)
+    list = _async_pages(LogCalls.list)
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every log queued so far is sent, or dropped (which is reported); False
+        when `timeout` seconds passed first."""
+        return await asyncio.to_thread(self._client._log_queue.flush, timeout)

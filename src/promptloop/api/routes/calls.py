@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from promptloop.api.deps import ContextDep
-from promptloop.api.errors import ERROR_RESPONSES, error_response
+from promptloop.api.errors import ERROR_RESPONSES, ErrorBody, ErrorDetail
 from promptloop.api.schemas import CallPublic, CallRequest, PlaygroundCall, UsagePublic
 from promptloop.providers.base import Delta
 from promptloop.services.calls import Caller, CallResult, CallSpec
@@ -93,14 +93,23 @@ def call_public(result: CallResult) -> CallPublic:
     )
 
 
+def _failure(result: CallResult) -> tuple[int, dict[str, Any]]:
+    """The status and error body of a failed call, the same streamed or not."""
+    assert result.error is not None
+    body = ErrorBody(
+        error=ErrorDetail(
+            code=result.error.kind,
+            message=f"The {result.provider} provider failed: {result.error.message}",
+            details={"log_id": result.log_id},
+        )
+    )
+    return result.error.status, body.model_dump(mode="json")
+
+
 def _result_response(result: CallResult) -> JSONResponse:
     if result.error is not None:
-        return error_response(
-            result.error.status,
-            result.error.kind,
-            f"The {result.provider} provider failed: {result.error.message}",
-            {"log_id": result.log_id},
-        )
+        status, body = _failure(result)
+        return JSONResponse(body, status_code=status)
     return JSONResponse(call_public(result).model_dump(mode="json"))
 
 
@@ -109,11 +118,7 @@ async def _sse(events: AsyncIterator[Delta | CallResult]) -> AsyncIterator[str]:
         if isinstance(event, Delta):
             yield f"event: delta\ndata: {json.dumps({'text': event.text})}\n\n"
         elif event.error is not None:
-            error = {
-                "code": event.error.kind,
-                "message": event.error.message,
-                "status": event.error.status,
-            }
-            yield f"event: error\ndata: {json.dumps({'error': error, 'log_id': event.log_id})}\n\n"
+            status, body = _failure(event)  # the error body of a non-streamed call, and its status
+            yield f"event: error\ndata: {json.dumps({**body, 'status': status})}\n\n"
         else:
             yield f"event: done\ndata: {call_public(event).model_dump_json()}\n\n"

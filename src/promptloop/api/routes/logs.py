@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, status
@@ -72,8 +72,8 @@ def list_logs(
             limit=limit,
             environment=environment,
             source=source,
-            since=since,
-            until=until,
+            since=_utc(since),
+            until=_utc(until),
             has_error=error,
             end_user=end_user,
             trace_id=trace_id,
@@ -129,8 +129,16 @@ def log_public(log: Log, names: logs.Names) -> LogPublic:
 async def _record(ctx: ContextDep, request: Request, bodies: list[LogCreate]) -> list[str]:
     logger: Logger = request.app.state.logger
     project, actor = await asyncio.to_thread(ctx.resolve)
-    entries = [LogEntry(**{name: getattr(body, name) for name in _ENTRY_FIELDS}, uid=body.id) for body in bodies]
+    entries = [
+        LogEntry(**{name: getattr(body, name) for name in _ENTRY_FIELDS}, uid=body.id)
+        for body in bodies
+    ]
     return await logger.record(ctx.db, actor=actor, project=project, entries=entries)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """Times without a zone are read as UTC, like every time promptloop stores."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def _pairs(items: list[str]) -> dict[str, str]:
