@@ -128,6 +128,7 @@ def cli(server: tuple[str, Path], admin: httpx.Client, request: pytest.FixtureRe
         )
         return result
 
+    run.key, run.url, run.project = key, url, project  # type: ignore[attr-defined]
     return run
 
 
@@ -246,3 +247,17 @@ def test_unreachable_server_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "cannot reach the promptloop server" in result.stderr
     assert "promptloop serve" in result.stderr
+
+
+def test_logs_lists_recent_calls(cli) -> None:  # type: ignore[no-untyped-def]
+    assert json.loads(cli("logs", "--json").stdout) == []
+    headers = {"Authorization": f"Bearer {cli.key}", "Promptloop-Project": cli.project}
+    logs = [{"output": "fine"}, {"output": None, "error": "timeout (504)", "model": "gpt-4o-mini"}]
+    httpx.post(
+        f"{cli.url}/api/v1/logs/batch", json={"logs": logs}, headers=headers
+    ).raise_for_status()
+    listed = json.loads(cli("logs", "--json").stdout)
+    assert [log["error"] for log in listed] == ["timeout (504)", None]
+    failed = cli("logs", "--errors").stdout.splitlines()
+    assert len(failed) == 1 and "ERROR timeout (504)" in failed[0] and "gpt-4o-mini" in failed[0]
+    assert "must look like name=value" in cli("call", "x", "--input", "oops", code=1).stderr

@@ -5,6 +5,7 @@ Every command that prints data accepts `--json`. Errors print one line to stderr
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Callable, Iterator
@@ -239,6 +240,70 @@ def diff(
         typer.echo(f"{change.field}: {json.dumps(change.before)} -> {json.dumps(change.after)}")
 
 
+@app.command()
+def call(
+    prompt_path: Annotated[str, typer.Argument(help="Prompt path.")],
+    inputs: Annotated[
+        list[str] | None,
+        typer.Option("--input", "-i", help="A template variable, name=value (repeatable)."),
+    ] = None,
+    env: EnvOption = None,
+    version: Annotated[str | None, typer.Option("--version", help="Version id.")] = None,
+    stream: Annotated[
+        bool, typer.Option("--stream", help="Print the output as it arrives.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Call a prompt (what --env serves, default production; or --version) and print the output."""
+    values = _pairs(inputs or [])
+    with _client() as client:
+        if stream and not as_json:
+            answer = client.prompts.stream(prompt_path, values, environment=env, version=version)
+            for text in answer:
+                typer.echo(text, nl=False)
+            typer.echo()
+            result = answer.result
+        else:
+            result = client.prompts.call(prompt_path, values, environment=env, version=version)
+    if as_json:
+        _print_json(result)
+    elif not stream:
+        typer.echo(result.output)
+    if not as_json:
+        cost = "unknown" if result.cost is None else f"${result.cost:.6f}"
+        typer.echo(
+            f"# log {result.log_id} · {result.usage.prompt_tokens}+{result.usage.output_tokens} tokens"
+            f" · {cost} · {result.latency_ms:.0f} ms",
+            err=True,
+        )
+
+
+@app.command()
+def logs(
+    prompt: Annotated[str | None, typer.Option(help="Only logs of this prompt.")] = None,
+    env: EnvOption = None,
+    errors: Annotated[bool, typer.Option("--errors", help="Only failed calls.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """List recent logs, newest first."""
+    with _client() as client:
+        found = list(
+            itertools.islice(
+                client.logs.list(prompt=prompt, environment=env, error=True if errors else None),
+                limit,
+            )
+        )
+    _emit(
+        found,
+        as_json,
+        lambda log: (
+            f"{log.created_at:%Y-%m-%d %H:%M:%S}  {log.id}  {log.source:<10} "
+            f"{(log.prompt or log.model or '-'):<24} {'ERROR ' + (log.error or '') if log.error else (log.output or '')[:60]!r}"
+        ),
+    )
+
+
 @keys_app.command("create")
 def keys_create(
     project: Annotated[str, typer.Option("--project", help="Project the key belongs to.")],
@@ -311,6 +376,16 @@ def _client() -> Iterator[Client]:
         _fail(str(exc))
     except OSError as exc:
         _fail(f"{exc.strerror}: {exc.filename}" if exc.filename else str(exc))
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    values = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            _fail(f"--input {item!r} must look like name=value.")
+        values[name] = value
+    return values
 
 
 def _fail(message: str) -> NoReturn:
