@@ -23,13 +23,14 @@ from sqlalchemy import create_engine, func, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from promptloop.services import local  # noqa: E402
-from promptloop.settings import Settings  # noqa: E402
-from promptloop.store.db import Database  # noqa: E402
-from promptloop.store.logs import SqlLogStore  # noqa: E402
-from promptloop.store.models import Log  # noqa: E402
-from tests.pg import TestPostgres  # noqa: E402
-from tests.serving import ServeProcess  # noqa: E402
+from tests.pg import TestPostgres
+from tests.serving import ServeProcess
+
+from promptloop.services import local
+from promptloop.settings import Settings
+from promptloop.store.db import Database
+from promptloop.store.logs import SqlLogStore
+from promptloop.store.models import Log
 
 
 def log_body(i: int) -> dict[str, object]:
@@ -56,7 +57,9 @@ def drive(url: str, key: str, *, seconds: float, clients: int, batch: int) -> tu
 
     def client(index: int) -> None:
         n = 0
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60
+        ) as http:
             while time.monotonic() < deadline:
                 logs = [{**body, "id": uuid.uuid4().hex} for body in payloads[n % 4]]
                 n += 1
@@ -91,8 +94,14 @@ def baseline(database_url: str, *, rows: int) -> int:
         for i in range(start, start + 1000):
             body = log_body(i)
             batch.append(
-                {**template, **{k: v for k, v in body.items() if k in template}, "uid": uuid.uuid4().hex,
-                 "project_id": project_id, "metadata": body["metadata"], "created_at": None}
+                {
+                    **template,
+                    **{k: v for k, v in body.items() if k in template},
+                    "uid": uuid.uuid4().hex,
+                    "project_id": project_id,
+                    "metadata": body["metadata"],
+                    "created_at": None,
+                }
             )
         for row in batch:
             row.pop("created_at")
@@ -102,14 +111,20 @@ def baseline(database_url: str, *, rows: int) -> int:
     return int(rows / elapsed)
 
 
-def run(label: str, database_url: str | None, args: argparse.Namespace) -> list[tuple[str, str, int]]:
+def run(
+    label: str, database_url: str | None, args: argparse.Namespace
+) -> list[tuple[str, str, int]]:
     with tempfile.TemporaryDirectory() as tmp:
         server = ServeProcess(Path(tmp), database_url=database_url).start()
         settings = Settings(data_dir=Path(tmp), database_url=database_url)
         key = local.create_api_key(settings, project="default", role="member", name="bench").secret
         try:
-            batched, ids = drive(server.url, key, seconds=args.seconds, clients=args.clients, batch=args.batch)
-            single, single_ids = drive(server.url, key, seconds=args.seconds, clients=args.clients * 4, batch=1)
+            batched, ids = drive(
+                server.url, key, seconds=args.seconds, clients=args.clients, batch=args.batch
+            )
+            single, single_ids = drive(
+                server.url, key, seconds=args.seconds, clients=args.clients * 4, batch=1
+            )
         finally:
             server.stop()
         engine = create_engine(settings.resolved_database_url())

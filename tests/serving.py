@@ -48,7 +48,9 @@ class ServeProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"promptloop serve exited:\n{self.process.stderr.read() if self.process.stderr else ''}")
+                raise RuntimeError(
+                    f"promptloop serve exited:\n{self.process.stderr.read() if self.process.stderr else ''}"
+                )
             try:
                 if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
                     return self

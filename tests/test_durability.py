@@ -29,7 +29,9 @@ def _writer(url: str, key: str, index: int, acknowledged: list[str], stop: threa
             ids = [f"w{index}-{n}-{j}-{uuid.uuid4().hex[:6]}" for j in range(50 if batch else 1)]
             try:
                 if batch:
-                    response = http.post("/api/v1/logs/batch", json={"logs": [{"id": i, "output": i} for i in ids]})
+                    response = http.post(
+                        "/api/v1/logs/batch", json={"logs": [{"id": i, "output": i} for i in ids]}
+                    )
                 else:
                     response = http.post("/api/v1/logs", json={"id": ids[0], "output": ids[0]})
             except httpx.TransportError:
@@ -40,14 +42,17 @@ def _writer(url: str, key: str, index: int, acknowledged: list[str], stop: threa
 
 def test_every_acknowledged_log_survives_sigkill(tmp_path: Path, database_url: str) -> None:
     data_dir = tmp_path / "data"
-    server = ServeProcess(data_dir, database_url=None if database_url.startswith("sqlite") else database_url)
+    server = ServeProcess(
+        data_dir, database_url=None if database_url.startswith("sqlite") else database_url
+    )
     server.start()
     settings = Settings(data_dir=data_dir, database_url=server.database_url)
     key = local.create_api_key(settings, project="default", role="member", name="durability").secret
     acknowledged: list[str] = []
     stop = threading.Event()
     threads = [
-        threading.Thread(target=_writer, args=(server.url, key, i, acknowledged, stop)) for i in range(WRITERS)
+        threading.Thread(target=_writer, args=(server.url, key, i, acknowledged, stop))
+        for i in range(WRITERS)
     ]
     for thread in threads:
         thread.start()
@@ -59,7 +64,9 @@ def test_every_acknowledged_log_survives_sigkill(tmp_path: Path, database_url: s
         for thread in threads:
             thread.join(timeout=30)
         server.kill()
-    assert len(acknowledged) > 500, "the writers should have been acknowledged many logs before the kill"
+    assert len(acknowledged) > 500, (
+        "the writers should have been acknowledged many logs before the kill"
+    )
     engine = create_engine(settings.resolved_database_url())
     with engine.connect() as connection:
         stored = set(connection.execute(select(Log.uid)).scalars())

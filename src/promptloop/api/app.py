@@ -17,6 +17,7 @@ from promptloop.api.routes import (
     auth,
     calls,
     deployments,
+    gateway,
     health,
     keys,
     logs,
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await _close_providers()
             app.state.logger.close()
             db.dispose()
 
@@ -97,11 +99,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         api.include_router(router)
     app.include_router(api)
+    app.include_router(gateway.router)  # OpenAI-compatible: /v1/chat/completions, /v1/models
     app.include_router(pages.router)
     app.mount(
         "/static", StaticFiles(directory=Path(pages.__file__).parent / "static"), name="static"
     )
     return app
+
+
+async def _close_providers() -> None:
+    """Close providers' HTTP clients (those that keep any) while their event loop still runs."""
+    for provider in providers().values():
+        close = getattr(provider, "aclose", None)
+        if close is not None:
+            await close()
 
 
 def _announce_first_admin(link: str) -> None:

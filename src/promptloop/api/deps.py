@@ -109,17 +109,17 @@ def resolve_principal(session: Session, credentials: Credentials) -> Principal:
     )
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_db(request: Request) -> Database:
+async def get_db(request: Request) -> Database:
     db: Database = request.app.state.db
     return db
 
 
-def get_credentials(
+async def get_credentials(
     request: Request,
     authorization: Annotated[
         str | None, Header(description="`Bearer <API key>`.", max_length=400)
@@ -144,7 +144,7 @@ def get_credentials(
     )
 
 
-def get_context(
+async def get_context(
     db: Annotated[Database, Depends(get_db)],
     credentials: Annotated[Credentials, Depends(get_credentials)],
     settings: Annotated[Settings, Depends(get_settings)],

@@ -13,7 +13,12 @@ from promptloop.providers.base import Provider
 
 _lock = threading.Lock()
 _manager: pluggy.PluginManager | None = None
-_BUILTINS: tuple[str, ...] = ()  # built-in provider modules, registered like any plugin
+# Built-in provider modules, registered like any plugin.
+_BUILTINS: tuple[str, ...] = (
+    "promptloop.providers.openai",
+    "promptloop.providers.anthropic",
+    "promptloop.providers.local",
+)
 
 
 def plugin_manager() -> pluggy.PluginManager:
@@ -30,14 +35,26 @@ def plugin_manager() -> pluggy.PluginManager:
         return _manager
 
 
+_cache: tuple[frozenset[object], dict[str, Provider]] | None = None
+
+
 def providers() -> dict[str, Provider]:
-    """Every registered provider by name (later registrations win, so plugins can override)."""
+    """Every registered provider by name (later registrations win, so plugins can override).
+
+    Asked on every call, so the answer is kept until the set of registered plugins changes.
+    """
+    global _cache
+    manager = plugin_manager()
+    plugins = frozenset(manager.get_plugins())  # the objects, not ids: ids are reused
+    if _cache is not None and _cache[0] == plugins:
+        return _cache[1]
     found: dict[str, Provider] = {}
 
     def register(provider: Any) -> None:
         found[provider.name] = provider
 
-    plugin_manager().hook.register_providers(register=register)
+    manager.hook.register_providers(register=register)
+    _cache = (plugins, found)
     return found
 
 

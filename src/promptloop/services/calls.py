@@ -10,13 +10,13 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from promptloop.core import templates
 from promptloop.core.access import Actor, Permission
 from promptloop.core.errors import InvalidInput, NotFound
-from promptloop.core.kernel import Kernel
+from promptloop.core.kernel import Kernel, Parameters
 from promptloop.providers.base import ChatRequest, Completion, Credentials, Delta, ProviderError
 from promptloop.providers.registry import get_provider
 from promptloop.services import prompts, provider_keys
@@ -26,14 +26,27 @@ from promptloop.store.db import Database
 from promptloop.store.models import Project
 
 
+@dataclass(frozen=True)
+class BareModel:
+    """A provider's model called directly (the gateway): `CallSpec.messages` are sent as they
+    are, never rendered as templates."""
+
+    provider: str
+    model: str
+    parameters: Parameters = field(default_factory=Parameters)
+    tools: list[dict[str, Any]] = field(default_factory=list)
+
+
 @dataclass
 class CallSpec:
-    """What to call: a saved version (by prompt, environment or id) or a draft kernel."""
+    """What to call: a saved version (by prompt, environment or id), a draft kernel, or a bare
+    provider model."""
 
     prompt: str | None = None
     environment: str | None = None
     version: str | None = None
     kernel: Kernel | None = None
+    model: BareModel | None = None
     inputs: dict[str, Any] = field(default_factory=dict)
     messages: list[dict[str, Any]] = field(default_factory=list)  # appended after the template's
     source: str = "api"
@@ -41,6 +54,8 @@ class CallSpec:
     metadata: dict[str, Any] = field(default_factory=dict)
     trace_id: str | None = None
     parent_id: str | None = None
+    log_id: str | None = None  # the log's id, chosen up front (so a stream can announce it)
+    timeout: float | None = None  # seconds the provider gets (default: ChatRequest's)
 
 
 @dataclass(frozen=True)
@@ -58,7 +73,8 @@ class CallResult:
 
 @dataclass(frozen=True)
 class _Prepared:
-    kernel: Kernel
+    provider: str
+    model: str
     request: ChatRequest
     credentials: Credentials
     entry: LogEntry
@@ -71,10 +87,11 @@ class Caller:
         self.db = db
         self.logger = logger
         self.box = box
+        self._background: set[asyncio.Task[CallResult]] = set()
 
     async def call(self, *, actor: Actor, project: Project, spec: CallSpec) -> CallResult:
         prepared = await asyncio.to_thread(self._prepare, actor, project, spec)
-        provider = get_provider(prepared.kernel.provider)
+        provider = get_provider(prepared.provider)
         started = time.perf_counter()
         completion, error = None, None
         try:
@@ -90,7 +107,7 @@ class Caller:
         """Yield deltas, then the CallResult (logged). Preparation errors raise before the first
         yield, so a caller can still answer them with a plain error response."""
         prepared = await asyncio.to_thread(self._prepare, actor, project, spec)
-        provider = get_provider(prepared.kernel.provider)
+        provider = get_provider(prepared.provider)
         return self._streamed(actor, project, prepared, provider)
 
     async def _streamed(
@@ -99,21 +116,39 @@ class Caller:
         started = time.perf_counter()
         ttft: float | None = None
         completion, error = None, None
+        received: list[str] = []
         try:
             async for event in provider.stream(prepared.request, prepared.credentials):
                 if isinstance(event, Delta):
                     if ttft is None:
                         ttft = (time.perf_counter() - started) * 1000
+                    received.append(event.text)
                     yield event
                 else:
                     completion = event
         except ProviderError as exc:
             error = exc
+        except (GeneratorExit, asyncio.CancelledError):
+            # The client went away mid-stream. The call still happened: log what it produced,
+            # in a task of its own, since this one is being torn down.
+            latency = (time.perf_counter() - started) * 1000
+            partial = Completion(output="".join(received), finish_reason="disconnected")
+            gone = ProviderError(
+                "the client disconnected before the end", status=499, kind="client_disconnected"
+            )
+            task = asyncio.get_running_loop().create_task(
+                self._log(actor, project, prepared, partial, gone, latency, ttft=ttft)
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            raise
         latency = (time.perf_counter() - started) * 1000
         yield await self._log(actor, project, prepared, completion, error, latency, ttft=ttft)
 
     def _prepare(self, actor: Actor, project: Project, spec: CallSpec) -> _Prepared:
         actor.require(Permission.write_logs)
+        if spec.model is not None:
+            return self._prepare_bare(project, spec, spec.model)
         with self.db.session(write=False) as session:
             version = None
             if spec.kernel is not None:
@@ -148,8 +183,9 @@ class Caller:
             parameters=kernel.parameters,
             tools=[t.model_dump(exclude_none=True) for t in kernel.tools],
         )
+        request = _with_timeout(request, spec)
         entry = LogEntry(
-            uid=uuid.uuid4().hex,
+            uid=spec.log_id or uuid.uuid4().hex,
             source=spec.source,
             prompt=spec.prompt,
             version=version.version_id if version else None,
@@ -166,7 +202,45 @@ class Caller:
             trace_id=spec.trace_id,
             parent_id=spec.parent_id,
         )
-        return _Prepared(kernel=kernel, request=request, credentials=credentials, entry=entry)
+        return _Prepared(
+            provider=kernel.provider,
+            model=kernel.model,
+            request=request,
+            credentials=credentials,
+            entry=entry,
+        )
+
+    def _prepare_bare(self, project: Project, spec: CallSpec, target: BareModel) -> _Prepared:
+        if not spec.messages:
+            raise InvalidInput("Give at least one message to send to the model.")
+        with self.db.session(write=False) as session:
+            credentials = self._credentials(session, project, target.provider)
+        request = ChatRequest(
+            model=target.model,
+            messages=list(spec.messages),
+            parameters=target.parameters,
+            tools=list(target.tools),
+        )
+        request = _with_timeout(request, spec)
+        entry = LogEntry(
+            uid=spec.log_id or uuid.uuid4().hex,
+            source=spec.source,
+            provider=target.provider,
+            model=target.model,
+            inputs=spec.inputs or None,
+            messages=request.messages,
+            end_user=spec.end_user,
+            metadata=spec.metadata,
+            trace_id=spec.trace_id,
+            parent_id=spec.parent_id,
+        )
+        return _Prepared(
+            provider=target.provider,
+            model=target.model,
+            request=request,
+            credentials=credentials,
+            entry=entry,
+        )
 
     def _credentials(self, session: Any, project: Project, provider_name: str) -> Credentials:
         provider = get_provider(provider_name)
@@ -214,8 +288,12 @@ class Caller:
             error=error,
             prompt=entry.prompt,
             version=entry.version,
-            provider=prepared.kernel.provider,
-            model=prepared.kernel.model,
+            provider=prepared.provider,
+            model=prepared.model,
             cost=cost,
             latency_ms=latency,
         )
+
+
+def _with_timeout(request: ChatRequest, spec: CallSpec) -> ChatRequest:
+    return request if spec.timeout is None else replace(request, timeout=spec.timeout)

@@ -38,13 +38,14 @@ def decode_cursor(cursor: str, kind: type[int] | type[str]) -> int | str:
         key = json.loads(base64.urlsafe_b64decode(padded.encode()))["k"]
     except (binascii.Error, ValueError, KeyError, TypeError):
         raise InvalidInput(_BAD_CURSOR) from None
-    if (
-        type(key) is not kind
-        or (kind is int and not 0 <= key <= 2**63 - 1)
-        or (kind is str and len(key) > 1000)
-    ):
+    if type(key) is not kind:
         raise InvalidInput(_BAD_CURSOR)
-    return key
+    if isinstance(key, int) and not 0 <= key <= 2**63 - 1:
+        raise InvalidInput(_BAD_CURSOR)
+    if isinstance(key, str) and len(key) > 1000:
+        raise InvalidInput(_BAD_CURSOR)
+    result: int | str = key
+    return result
 
 
 def paginate(
