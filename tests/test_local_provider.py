@@ -13,7 +13,6 @@ import importlib.util
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +23,6 @@ from promptloop.providers import local
 from promptloop.providers.base import ChatRequest, Completion, Credentials, Delta, ProviderError
 from promptloop.providers.local import LocalProvider
 from promptloop.providers.registry import providers
-from tests.fakes import registered
 from tests.helpers import BASE, assert_error, save
 
 MODEL = "smollm2-135m"
@@ -225,10 +223,14 @@ def test_the_conversion_is_cached_and_later_loads_are_fast(
 
 
 @pytest.fixture
-def local_provider(provider: LocalProvider) -> Iterator[LocalProvider]:
-    """The session's provider (with its models folder) in place of the built-in one."""
-    with registered(provider):
-        yield provider
+def local_provider(
+    provider: LocalProvider, models_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> LocalProvider:
+    """The built-in provider, pointed at the session's models folder (its model is loaded)."""
+    builtin = providers()["local"]
+    assert isinstance(builtin, LocalProvider)
+    monkeypatch.setattr(builtin, "_models_dir", models_dir)
+    return builtin
 
 
 @needs_model

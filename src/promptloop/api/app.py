@@ -26,6 +26,7 @@ from promptloop.api.routes import (
     projects,
     prompts,
 )
+from promptloop.providers import local as local_provider
 from promptloop.providers.registry import providers
 from promptloop.services import catalogue
 from promptloop.services.auth import first_admin_link
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        local_provider.configure(models_dir=settings.data_dir / "models")
         db = Database(settings.resolved_database_url(), pool_size=settings.database_pool_size)
         db.migrate()
         with db.session(write=True) as session:

@@ -51,7 +51,8 @@ def providers() -> dict[str, Provider]:
     found: dict[str, Provider] = {}
 
     def register(provider: Any) -> None:
-        found[provider.name] = provider
+        # pluggy calls the most recently registered plugin first: the first seen wins.
+        found.setdefault(provider.name, provider)
 
     manager.hook.register_providers(register=register)
     _cache = (plugins, found)
