@@ -31,6 +31,7 @@ from promptloop.settings import Settings
 from promptloop.store.db import Database
 from promptloop.store.logs import SqlLogStore
 from promptloop.store.models import Log
+from promptloop.store.types import utcnow
 
 
 def log_body(i: int) -> dict[str, object]:
@@ -100,11 +101,9 @@ def baseline(database_url: str, *, rows: int) -> int:
                     "uid": uuid.uuid4().hex,
                     "project_id": project_id,
                     "metadata": body["metadata"],
-                    "created_at": None,
+                    "created_at": utcnow(),
                 }
             )
-        for row in batch:
-            row.pop("created_at")
         store.insert(batch)
     elapsed = time.monotonic() - started
     db.dispose()

@@ -72,7 +72,12 @@ class Logger:
     ) -> list[str]:
         """Store `entries` and return their ids once committed."""
         actor.require(Permission.write_logs)
-        rows = await asyncio.to_thread(self._rows, db, project, entries)
+        if any(entry.prompt is not None for entry in entries):
+            rows = await asyncio.to_thread(self._rows, db, project, entries)
+        else:  # nothing to look up: no session, no thread hop
+            now = utcnow()
+            resolver = _Resolver(None, project)
+            rows = [self._row(project, entry, resolver, now) for entry in entries]
         await asyncio.wrap_future(self.writer.submit(rows))
         return [row["uid"] for row in rows]
 
@@ -135,10 +140,11 @@ class Logger:
 
 
 class _Resolver:
-    """Prompt paths and version ids of one batch, each looked up once."""
+    """Prompt paths and version ids of one batch, each looked up once (a batch that names no
+    prompt needs no session)."""
 
-    def __init__(self, session: Session, project: Project) -> None:
-        self.session = session
+    def __init__(self, session: Session | None, project: Project) -> None:
+        self._session = session
         self.project = project
         self._prompts: dict[str, Prompt] = {}
         self._versions: dict[tuple[int, str], PromptVersion] = {}
@@ -160,6 +166,11 @@ class _Resolver:
         if key not in self._versions:
             self._versions[key] = get_version(self.session, prompt=prompt, ref=entry.version)
         return prompt, self._versions[key]
+
+    @property
+    def session(self) -> Session:
+        assert self._session is not None, "logs naming a prompt need a session"
+        return self._session
 
     def kernel_of(self, version: PromptVersion) -> Kernel:
         if version.id not in self._kernels:
