@@ -7,6 +7,9 @@ cannot start, PostgreSQL tests are skipped, unless PROMPTLOOP_REQUIRE_POSTGRES=1
 from __future__ import annotations
 
 import os
+
+# Apps in tests start by the hundred: none of them preloads the local model (its tests load it).
+os.environ["PROMPTLOOP_WARM_LOCAL_MODEL"] = "0"
 import uuid
 from collections.abc import Iterator
 from pathlib import Path

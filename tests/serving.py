@@ -33,6 +33,7 @@ class ServeProcess:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PROMPTLOOP_")}
         env["PROMPTLOOP_DATA_DIR"] = str(self.data_dir)
+        env["PROMPTLOOP_WARM_LOCAL_MODEL"] = "0"
         if self.database_url:
             env["PROMPTLOOP_DATABASE_URL"] = self.database_url
         return env

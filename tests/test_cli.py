@@ -43,6 +43,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     data_dir = tmp_path_factory.mktemp("serve")
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROMPTLOOP_")}
+    env["PROMPTLOOP_WARM_LOCAL_MODEL"] = "0"
     process = subprocess.Popen(
         [
             sys.executable,

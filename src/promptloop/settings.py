@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         description="Base URL users reach the server at, for links it prints (default: http://host:port).",
     )
 
+    warm_local_model: bool = Field(
+        default=True,
+        description="Load the offline local model in the background at start, so the first call "
+        "through it does not wait for the one-time conversion (tens of seconds).",
+    )
+
     def base_url(self) -> str:
         """The URL users reach this server at."""
         return self.public_url or f"http://{self.host}:{self.port}"

@@ -51,6 +51,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         local_provider.configure(models_dir=settings.data_dir / "models")
+        if settings.warm_local_model:
+            local_provider.provider.warm()
         db = Database(settings.resolved_database_url(), pool_size=settings.database_pool_size)
         db.migrate()
         with db.session(write=True) as session:

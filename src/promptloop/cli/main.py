@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from promptloop.cli import files
 from promptloop.core import promptfile
 from promptloop.core.errors import PromptloopError as DomainError
-from promptloop.sdk import APIConnectionError, Client
+from promptloop.sdk import APIConnectionError, APITimeoutError, Client
 from promptloop.sdk import PromptloopError as SDKError
 
 app = typer.Typer(
@@ -256,7 +256,7 @@ def call(
 ) -> None:
     """Call a prompt (what --env serves, default production; or --version) and print the output."""
     values = _pairs(inputs or [])
-    with _client() as client:
+    with _client(timeout=600) as client:  # a model may take minutes to answer
         if stream and not as_json:
             answer = client.prompts.stream(prompt_path, values, environment=env, version=version)
             for text in answer:
@@ -364,10 +364,14 @@ def _local_errors() -> Iterator[None]:
 
 
 @contextmanager
-def _client() -> Iterator[Client]:
+def _client(timeout: float = 30.0) -> Iterator[Client]:
     try:
-        with Client(_state.url, api_key=_state.api_key, project=_state.project) as client:
+        with Client(
+            _state.url, api_key=_state.api_key, project=_state.project, timeout=timeout
+        ) as client:
             yield client
+    except APITimeoutError:
+        _fail(f"the promptloop server did not answer within {timeout:.0f} s.")
     except APIConnectionError as exc:
         _fail(
             f"cannot reach the promptloop server: {exc}. Start it with `promptloop serve`, or set --url."

