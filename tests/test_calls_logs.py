@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -218,3 +219,21 @@ def test_times_without_a_zone_are_utc(client: TestClient) -> None:
     )
     assert found.status_code == 200
     assert [log["created_at"] for log in found.json()["data"]] == ["2026-01-02T03:04:05Z"]
+
+
+def test_a_stream_the_client_abandons_is_still_logged(
+    fake: FakeProvider, client: TestClient
+) -> None:
+    version = save(client, "a", provider="fake", model="fake-1")["id"]
+    fake.queue(" ".join(f"w{i}" for i in range(2000)))
+    body = {"version": version, "stream": True, "inputs": {"question": "q", "customer": "c"}}
+    with client.stream("POST", f"{BASE}/prompts/a/-/call", json=body) as response:
+        first = next(response.iter_lines())
+        assert first == "event: delta"
+    deadline = time.monotonic() + 10
+    logs: list[dict[str, object]] = []
+    while time.monotonic() < deadline and not logs:
+        logs = client.get(f"{BASE}/logs", params={"prompt": "a"}).json()["data"]
+        time.sleep(0.05)
+    assert len(logs) == 1
+    assert "client_disconnected" in str(logs[0]["error"])
