@@ -74,6 +74,17 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+def status_of(exc: PromptloopError) -> tuple[int, dict[str, str]]:
+    """The HTTP status of a domain error, and the headers that go with it."""
+    status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
+    headers: dict[str, str] = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    return status, headers
+
+
 def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
     body = ErrorBody(error=ErrorDetail(code=code, message=message, details=details))
     return JSONResponse(body.model_dump(mode="json"), status_code=status)
@@ -84,12 +95,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(PromptloopError)
     async def _domain(_request: Request, exc: PromptloopError) -> JSONResponse:
-        status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
+        status, headers = status_of(exc)
         response = error_response(status, exc.code, exc.message, exc.details)
-        if isinstance(exc, RateLimited):
-            response.headers["Retry-After"] = str(exc.retry_after)
-        if isinstance(exc, Unauthenticated):
-            response.headers["WWW-Authenticate"] = "Bearer"
+        response.headers.update(headers)
         return response
 
     @app.exception_handler(RequestValidationError)

@@ -70,6 +70,12 @@ class CallResult:
     cost: float | None
     latency_ms: float
 
+    @property
+    def failure_message(self) -> str:
+        """What to tell the caller when the provider failed (streamed or not, any API shape)."""
+        assert self.error is not None
+        return f"The {self.provider} provider failed: {self.error.message}"
+
 
 @dataclass(frozen=True)
 class _Prepared:
@@ -183,31 +189,18 @@ class Caller:
             parameters=kernel.parameters,
             tools=[t.model_dump(exclude_none=True) for t in kernel.tools],
         )
-        request = _with_timeout(request, spec)
-        entry = LogEntry(
-            uid=spec.log_id or uuid.uuid4().hex,
-            source=spec.source,
+        return _prepared(
+            spec,
+            request,
+            credentials,
+            provider=kernel.provider,
             prompt=spec.prompt,
             version=version.version_id if version else None,
             environment=spec.environment if version else None,
             kernel=spec.kernel,
-            provider=kernel.provider,
-            model=kernel.model,
-            inputs=spec.inputs or None,
-            messages=messages
+            logged_messages=messages
             if messages is not None
             else [{"role": "prompt", "content": rendered.prompt}],
-            end_user=spec.end_user,
-            metadata=spec.metadata,
-            trace_id=spec.trace_id,
-            parent_id=spec.parent_id,
-        )
-        return _Prepared(
-            provider=kernel.provider,
-            model=kernel.model,
-            request=request,
-            credentials=credentials,
-            entry=entry,
         )
 
     def _prepare_bare(self, project: Project, spec: CallSpec, target: BareModel) -> _Prepared:
@@ -221,25 +214,8 @@ class Caller:
             parameters=target.parameters,
             tools=list(target.tools),
         )
-        request = _with_timeout(request, spec)
-        entry = LogEntry(
-            uid=spec.log_id or uuid.uuid4().hex,
-            source=spec.source,
-            provider=target.provider,
-            model=target.model,
-            inputs=spec.inputs or None,
-            messages=request.messages,
-            end_user=spec.end_user,
-            metadata=spec.metadata,
-            trace_id=spec.trace_id,
-            parent_id=spec.parent_id,
-        )
-        return _Prepared(
-            provider=target.provider,
-            model=target.model,
-            request=request,
-            credentials=credentials,
-            entry=entry,
+        return _prepared(
+            spec, request, credentials, provider=target.provider, logged_messages=request.messages
         )
 
     def _credentials(self, session: Any, project: Project, provider_name: str) -> Credentials:
@@ -295,5 +271,41 @@ class Caller:
         )
 
 
-def _with_timeout(request: ChatRequest, spec: CallSpec) -> ChatRequest:
-    return request if spec.timeout is None else replace(request, timeout=spec.timeout)
+def _prepared(
+    spec: CallSpec,
+    request: ChatRequest,
+    credentials: Credentials,
+    *,
+    provider: str,
+    logged_messages: list[dict[str, Any]] | None,
+    prompt: str | None = None,
+    version: str | None = None,
+    environment: str | None = None,
+    kernel: Kernel | None = None,
+) -> _Prepared:
+    """A call ready to send, and the log entry it will be recorded as."""
+    if spec.timeout is not None:
+        request = replace(request, timeout=spec.timeout)
+    entry = LogEntry(
+        uid=spec.log_id or uuid.uuid4().hex,
+        source=spec.source,
+        prompt=prompt,
+        version=version,
+        environment=environment,
+        kernel=kernel,
+        provider=provider,
+        model=request.model,
+        inputs=spec.inputs or None,
+        messages=logged_messages,
+        end_user=spec.end_user,
+        metadata=spec.metadata,
+        trace_id=spec.trace_id,
+        parent_id=spec.parent_id,
+    )
+    return _Prepared(
+        provider=provider,
+        model=request.model,
+        request=request,
+        credentials=credentials,
+        entry=entry,
+    )

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from promptloop.core.access import Actor
-from promptloop.core.errors import InvalidInput, NotFound
+from promptloop.core.errors import InvalidInput
 from promptloop.providers.base import ModelInfo
 from promptloop.services import audit
 from promptloop.store.db import Database
@@ -79,15 +79,6 @@ def set_prices(
         project=None,
         details={"before": list(before), "after": [input_price, output_price]},
     )
-    return model
-
-
-def get_model(session: Session, *, provider: str, name: str) -> Model:
-    model = session.scalars(
-        select(Model).where(Model.provider == provider, Model.name == name)
-    ).first()
-    if model is None:
-        raise NotFound(f"No model {provider}/{name} in the catalogue.")
     return model
 
 

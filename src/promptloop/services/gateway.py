@@ -22,8 +22,9 @@ from sqlalchemy.orm import Session
 from promptloop.core.access import Actor, Permission
 from promptloop.core.errors import InvalidInput
 from promptloop.core.kernel import VERSION_ID_LENGTH, Parameters
+from promptloop.services import catalogue
 from promptloop.services.calls import BareModel, CallSpec
-from promptloop.store.models import Model, Project, Prompt
+from promptloop.store.models import Project, Prompt
 
 PROMPT_PREFIX = "prompt:"
 DEFAULT_ENVIRONMENT = "production"
@@ -166,12 +167,9 @@ def list_models(
 ) -> list[ListedModel]:
     """The catalogue's models as `provider/name`, then the project's prompts as `prompt:path`."""
     actor.require(Permission.read)
-    models = session.execute(
-        select(Model.provider, Model.name, Model.updated_at).order_by(Model.provider, Model.name)
-    )
     listed = [
-        ListedModel(f"{provider}/{name}", provider, _epoch(created))
-        for provider, name, created in models
+        ListedModel(f"{m.provider}/{m.name}", m.provider, _epoch(m.updated_at))
+        for m in catalogue.list_models(session)
     ]
     prompts = session.execute(
         select(Prompt.path, Prompt.created_at)

@@ -38,7 +38,3 @@ class RateLimiter:
                 retry = max(1, math.ceil(hits[0] + self.window - now))
                 raise RateLimited(f"Too many {what}; try again in {retry} s.", retry_after=retry)
             hits.append(now)
-
-    def reset(self, key: str) -> None:
-        with self._lock:
-            self._hits.pop(key, None)

@@ -99,7 +99,7 @@ def _failure(result: CallResult) -> tuple[int, dict[str, Any]]:
     body = ErrorBody(
         error=ErrorDetail(
             code=result.error.kind,
-            message=f"The {result.provider} provider failed: {result.error.message}",
+            message=result.failure_message,
             details={"log_id": result.log_id},
         )
     )

@@ -32,8 +32,8 @@ from promptloop.api.deps import (
     get_db,
     get_settings,
 )
-from promptloop.api.errors import STATUS
-from promptloop.core.errors import NotFound, PromptloopError, RateLimited, Unauthenticated
+from promptloop.api.errors import status_of
+from promptloop.core.errors import NotFound, PromptloopError
 from promptloop.providers.base import Delta
 from promptloop.services import gateway
 from promptloop.services.calls import Caller, CallResult
@@ -112,12 +112,7 @@ class OpenAIErrorRoute(APIRoute):
 
 
 def _domain_error(exc: PromptloopError) -> JSONResponse:
-    status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
-    headers = {}
-    if isinstance(exc, Unauthenticated):
-        headers["WWW-Authenticate"] = "Bearer"
-    if isinstance(exc, RateLimited):
-        headers["Retry-After"] = str(exc.retry_after)
+    status, headers = status_of(exc)
     param = exc.details.get("param") if isinstance(exc.details, dict) else None
     return openai_error(status, exc.message, code=exc.code, param=param, headers=headers)
 
@@ -258,13 +253,7 @@ async def chat_completions(
 def list_models(ctx: GatewayContext) -> dict[str, Any]:
     with ctx.transaction(write=False) as (session, project, actor):
         listed = gateway.list_models(session, actor=actor, project=project)
-    return {
-        "object": "list",
-        "data": [
-            {"id": m.id, "object": "model", "created": m.created, "owned_by": m.owned_by}
-            for m in listed
-        ],
-    }
+    return {"object": "list", "data": [_model_object(m) for m in listed]}
 
 
 @router.get(
@@ -277,12 +266,7 @@ def get_model(model: str, ctx: GatewayContext) -> dict[str, Any]:
         listed = gateway.list_models(session, actor=actor, project=project)
     for found in listed:
         if found.id == model:
-            return {
-                "id": found.id,
-                "object": "model",
-                "created": found.created,
-                "owned_by": found.owned_by,
-            }
+            return _model_object(found)
     raise NotFound(f"No model {model!r}: GET /v1/models lists the models the gateway serves.")
 
 
@@ -298,6 +282,10 @@ def unknown(rest: str) -> Response:
         "and GET /v1/models.",
         code="not_found",
     )
+
+
+def _model_object(model: gateway.ListedModel) -> dict[str, Any]:
+    return {"id": model.id, "object": "model", "created": model.created, "owned_by": model.owned_by}
 
 
 def completion_body(result: CallResult, model: str) -> dict[str, Any]:
@@ -338,7 +326,7 @@ def _provider_error(result: CallResult, headers: dict[str, str]) -> JSONResponse
     assert error is not None
     return openai_error(
         error.status,
-        f"The {result.provider} provider failed: {error.message}",
+        result.failure_message,
         code=error.kind,
         kind=error.kind if error.status >= 500 else _TYPES.get(error.status, error.kind),
         headers=headers,
@@ -371,7 +359,7 @@ async def _chunks(
             await cast(AsyncGenerator[Any, None], events).aclose()
     if event.error is not None:
         error = {
-            "message": f"The {event.provider} provider failed: {event.error.message}",
+            "message": event.failure_message,
             "type": event.error.kind,
             "code": event.error.kind,
             "param": None,
