@@ -61,6 +61,18 @@ class Settings(BaseSettings):
         ge=1,
         description="Sign-in attempts allowed per minute, per address and per account.",
     )
+    feedback_token_ttl_s: int = Field(
+        default=86_400,
+        ge=60,
+        le=90 * 86_400,
+        description="Seconds a feedback token (browser feedback on one log) stays valid.",
+    )
+    public_feedback_per_minute: int = Field(
+        default=60,
+        ge=1,
+        description="Token-authenticated feedback requests allowed per minute, per address and "
+        "per log.",
+    )
     public_url: str | None = Field(
         default=None,
         description="Base URL users reach the server at, for links it prints (default: http://host:port).",

@@ -17,6 +17,7 @@ from promptloop.api.routes import (
     auth,
     calls,
     deployments,
+    feedback,
     gateway,
     health,
     keys,
@@ -29,11 +30,12 @@ from promptloop.api.routes import (
 from promptloop.providers import local as local_provider
 from promptloop.providers.registry import providers
 from promptloop.services import catalogue
+from promptloop.services import feedback as feedback_kinds
 from promptloop.services.auth import first_admin_link
 from promptloop.services.calls import Caller
 from promptloop.services.catalogue import Prices
 from promptloop.services.logs import Logger
-from promptloop.services.projects import ensure_project
+from promptloop.services.projects import ensure_project, list_all_projects
 from promptloop.services.ratelimit import RateLimiter
 from promptloop.services.secrets import SecretBox
 from promptloop.settings import Settings
@@ -59,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             project = ensure_project(session, name=settings.default_project)
             token = first_admin_link(session, project=project)
             catalogue.seed(session, [m for p in providers().values() for m in p.models()])
+            for each in list_all_projects(session):
+                feedback_kinds.seed_kinds(session, project=each)
         if token:
             _announce_first_admin(urls.sign_in_link(settings.base_url(), token))
         app.state.db = db
@@ -83,8 +87,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.sign_in_limiter = RateLimiter(limit=settings.sign_in_attempts_per_minute, window=60)
+    app.state.feedback_limiter = RateLimiter(limit=settings.public_feedback_per_minute, window=60)
     errors.install(app)
     app.add_middleware(errors.BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(errors.PublicCors, paths=frozenset({feedback.PUBLIC_FEEDBACK_PATH}))
 
     api = APIRouter(prefix=API_PREFIX)
     for router in (
@@ -96,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit.router,
         models.router,
         logs.router,
+        feedback.router,
         calls.router,
         prompts.router,
         deployments.router,

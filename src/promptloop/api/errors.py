@@ -7,7 +7,7 @@ with its traceback on the server and answered with a 500 that carries no interna
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -180,3 +180,36 @@ class BodySizeLimit:
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         await error_response(413, "body_too_large", self._message())(scope, receive, send)
+
+
+class PublicCors:
+    """ASGI middleware: let web pages on any origin reach the public paths (token-authenticated
+    feedback), errors included, and answer their preflight requests. Credentials (cookies) are
+    never allowed cross-origin, so `*` exposes nothing a token does not already grant."""
+
+    HEADERS: ClassVar[list[tuple[bytes, bytes]]] = [
+        (b"access-control-allow-origin", b"*"),
+        (b"access-control-allow-methods", b"POST, OPTIONS"),
+        (b"access-control-allow-headers", b"content-type"),
+        (b"access-control-max-age", b"600"),
+    ]
+
+    def __init__(self, app: ASGIApp, *, paths: frozenset[str]) -> None:
+        self.app = app
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "OPTIONS":
+            await send({"type": "http.response.start", "status": 204, "headers": self.HEADERS})
+            await send({"type": "http.response.body", "body": b""})
+            return
+
+        async def with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *self.HEADERS[:1]]}
+            await send(message)
+
+        await self.app(scope, receive, with_cors)

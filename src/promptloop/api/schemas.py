@@ -43,7 +43,15 @@ class ProjectCreate(Strict):
 
 class ProjectPublic(BaseModel):
     name: str
+    content_capture: str = Field(
+        description="When log inputs and outputs are stored: always, unless_declined (not for "
+        "end users who declined consent) or with_consent (only for those who consented)."
+    )
     created_at: datetime
+
+
+class ProjectUpdate(Strict):
+    content_capture: Literal["always", "unless_declined", "with_consent"]
 
 
 class EnvironmentCreate(Strict):
@@ -314,6 +322,9 @@ class LogCreate(Strict):
     metadata: dict[str, Any] = Field(default_factory=dict)
     trace_id: str | None = Field(default=None, max_length=64)
     parent_id: str | None = Field(default=None, max_length=64)
+    consent: bool | None = Field(
+        default=None, description="Whether the end user consented to capture of their content."
+    )
     created_at: datetime | None = Field(
         default=None, description="When the call happened (default: now); no zone means UTC."
     )
@@ -361,6 +372,8 @@ class LogPublic(BaseModel):
     metadata: dict[str, Any] | None
     trace_id: str | None
     parent_id: str | None
+    consent: bool | None
+    withheld: bool = Field(description="Inputs and outputs not stored (the end user's consent).")
     created_at: datetime
     kernel: dict[str, Any] | None = Field(description="The draft kernel of a playground run.")
 
@@ -377,6 +390,13 @@ class CallRequest(Strict):
     metadata: dict[str, Any] = Field(default_factory=dict)
     trace_id: str | None = Field(default=None, max_length=64)
     parent_id: str | None = Field(default=None, max_length=64)
+    consent: bool | None = Field(
+        default=None, description="Whether the end user consented to capture of their content."
+    )
+    feedback_token: bool = Field(
+        default=False,
+        description="Return a feedback token: lets a browser give feedback on this log alone.",
+    )
 
 
 class PlaygroundCall(Kernel):
@@ -409,6 +429,9 @@ class CallPublic(BaseModel):
     version: str | None
     provider: str
     model: str
+    feedback_token: str | None = Field(
+        default=None, description="Present when the call asked for one (feedback_token: true)."
+    )
 
 
 class ModelPublic(BaseModel):
@@ -427,3 +450,120 @@ class ModelPublic(BaseModel):
 class ModelPrices(Strict):
     input_price: float | None = Field(ge=0)
     output_price: float | None = Field(ge=0)
+
+
+# Feedback --------------------------------------------------------------------------------------
+
+FeedbackValue = bool | int | float | str | None
+
+
+class FeedbackKindCreate(Strict):
+    name: str = Field(min_length=1, max_length=64, examples=["stars"])
+    category: Literal["vote", "action", "correction", "comment"]
+    type: Literal["boolean", "number", "choice", "text"] | None = Field(
+        default=None,
+        description="Default: boolean for votes, number for actions, text for the others.",
+    )
+    choices: list[str] | None = Field(default=None, max_length=100)
+    minimum: float | None = Field(default=None, allow_inf_nan=False)
+    maximum: float | None = Field(default=None, allow_inf_nan=False)
+    higher_is_better: bool = Field(
+        default=True, description="Whether up (true, a higher rating, the action) is good."
+    )
+    description: str | None = Field(default=None, max_length=10_000)
+
+
+class FeedbackKindPublic(BaseModel):
+    name: str
+    category: str
+    type: str
+    choices: list[str] | None
+    minimum: float | None
+    maximum: float | None
+    higher_is_better: bool
+    description: str | None
+    created_by: str
+    created_at: datetime
+
+
+class FeedbackCreate(Strict):
+    name: str = Field(
+        min_length=1, max_length=64, description="A declared feedback kind.", examples=["rating"]
+    )
+    value: FeedbackValue = Field(
+        default=None,
+        description="Votes: 'up'/'down' (or true/false), a number on the kind's scale, or a "
+        "choice. Actions: an optional number. Corrections and comments: text.",
+    )
+    delay_s: float | None = Field(
+        default=None, ge=0, allow_inf_nan=False, description="Actions: seconds after the output."
+    )
+    end_user: str | None = Field(
+        default=None, max_length=200, description="The end user who gave it (else: you)."
+    )
+    source: Literal["api", "sdk", "cli", "ui"] = "api"
+
+
+class TokenFeedbackCreate(Strict):
+    """Feedback from a browser holding a feedback token, instead of an API key."""
+
+    token: str = Field(min_length=1, max_length=1000)
+    log_id: str | None = Field(
+        default=None, max_length=36, description="Optional: refused unless it is the token's log."
+    )
+    name: str = Field(min_length=1, max_length=64)
+    value: FeedbackValue = None
+    delay_s: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    end_user: str | None = Field(default=None, max_length=200)
+
+
+class FeedbackPublic(BaseModel):
+    id: str
+    log_id: str
+    name: str
+    category: str
+    value: FeedbackValue
+    score: float | None = Field(description="0..1, where 1 is good (votes and actions).")
+    delay_s: float | None
+    similarity: float | None = Field(description="Corrections: similarity to the output, 0..1.")
+    diff: str | None = Field(description="Corrections: unified diff from the output.")
+    withheld: bool = Field(description="Text not stored: the end user did not consent.")
+    end_user: str | None
+    reviewer: str | None
+    recorded_by: str
+    source: str
+    current: bool = Field(description="False once the same person gave a newer one of this kind.")
+    created_at: datetime
+
+
+class FeedbackTokenPublic(BaseModel):
+    log_id: str
+    token: str
+    expires_at: datetime
+
+
+class IntervalPublic(BaseModel):
+    value: float | None
+    low: float | None = Field(description="95% confidence interval.")
+    high: float | None
+    n: int
+
+
+class KindStatsPublic(BaseModel):
+    name: str
+    category: str
+    logs: int = Field(description="Logs with at least one (current) entry of this kind.")
+    rate: IntervalPublic = Field(description="Share of the group's logs.")
+    count: int
+    up: int
+    down: int
+    up_share: IntervalPublic | None
+    mean_similarity: float | None
+
+
+class FeedbackStatsGroup(BaseModel):
+    prompt: str | None
+    version: str | None
+    environment: str | None
+    logs: int
+    kinds: list[KindStatsPublic]

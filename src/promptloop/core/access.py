@@ -31,32 +31,33 @@ class Role(enum.IntEnum):
 
 
 class Permission(enum.Enum):
-    """An action, with the lowest role allowed to take it."""
+    """An action, with the lowest role allowed to take it and how messages describe it.
 
-    read = Role.viewer
-    edit = Role.member  # prompts, datasets, evaluators; playground and evaluation runs
-    write_logs = Role.member  # log calls; call prompts and models
-    deploy = Role.member  # to unprotected environments
-    deploy_protected = Role.developer
-    manage_environments = Role.developer
-    manage_provider_keys = Role.developer
-    manage_api_keys = Role.developer
-    manage_members = Role.admin
-    read_audit = Role.admin
+    (Each value is unique, so no two permissions collapse into one enum alias.)
+    """
 
+    read = (Role.viewer, "read this project")
+    edit = (Role.member, "change prompts, feedback kinds, datasets and evaluators in this project")
+    write_logs = (Role.member, "log, call models or give feedback")
+    deploy = (Role.member, "deploy")  # to unprotected environments
+    deploy_protected = (Role.developer, "deploy to a protected environment")
+    manage_environments = (Role.developer, "manage environments")
+    manage_provider_keys = (Role.developer, "manage provider keys")
+    manage_api_keys = (Role.developer, "manage API keys")
+    manage_members = (Role.admin, "manage members and roles")
+    manage_project = (Role.admin, "change project settings")
+    read_audit = (Role.admin, "read the audit log")
 
-_DESCRIPTIONS = {
-    Permission.read: "read this project",
-    Permission.edit: "change prompts in this project",
-    Permission.write_logs: "log or make model calls",
-    Permission.deploy: "deploy",
-    Permission.deploy_protected: "deploy to a protected environment",
-    Permission.manage_environments: "manage environments",
-    Permission.manage_provider_keys: "manage provider keys",
-    Permission.manage_api_keys: "manage API keys",
-    Permission.manage_members: "manage members and roles",
-    Permission.read_audit: "read the audit log",
-}
+    @property
+    def role(self) -> Role:
+        """The lowest role that holds this permission."""
+        role: Role = self.value[0]
+        return role
+
+    @property
+    def description(self) -> str:
+        text: str = self.value[1]
+        return text
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class Actor:
     server_admin: bool = False  # may change what every project shares (the model catalogue)
 
     def can(self, permission: Permission) -> bool:
-        return self.role >= permission.value
+        return self.role >= permission.role
 
     def require_server_admin(self, what: str) -> None:
         """Raise Forbidden unless the actor administers the whole server."""
@@ -85,8 +86,8 @@ class Actor:
         """Raise Forbidden, saying which role is needed, unless the actor may take the action."""
         if self.can(permission):
             return
-        needed = Role(permission.value).name
-        what = _DESCRIPTIONS[permission] + (f" ({detail})" if detail else "")
+        needed = permission.role.name
+        what = permission.description + (f" ({detail})" if detail else "")
         raise Forbidden(
             f"Your role '{self.role.name}' cannot {what}; it needs '{needed}' or higher. "
             "Ask a project admin.",

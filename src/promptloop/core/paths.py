@@ -59,3 +59,17 @@ def validate_project_name(name: str) -> str:
             "starting with a letter or digit."
         )
     return name
+
+
+_KIND = re.compile(r"[a-z][a-z0-9_\-]{0,63}")
+
+
+def validate_kind_name(name: str) -> str:
+    """Return `name` if it is a valid name for a feedback kind or evaluator (lowercase letters,
+    digits, `_`, `-`, starting with a letter; ≤ 64)."""
+    if not _KIND.fullmatch(name):
+        raise InvalidPath(
+            f"Name {name!r} is not allowed: use 1-64 lowercase letters, digits, '_' or '-', "
+            "starting with a letter."
+        )
+    return name

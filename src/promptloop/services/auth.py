@@ -232,6 +232,11 @@ def new_api_key_secret() -> str:
 
 def resolve_api_key(session: Session, *, secret: str) -> ApiKey:
     """The live key with this secret; Unauthenticated for unknown or revoked keys."""
+    if secret.startswith("plf_"):
+        raise Unauthenticated(
+            "This is a feedback token: it works only to give feedback on its one log, with "
+            "POST /api/v1/feedback. Use an API key ('plk_…') for anything else."
+        )
     key = session.scalars(select(ApiKey).where(ApiKey.key_hash == digest(secret))).first()
     if key is None:
         raise Unauthenticated(

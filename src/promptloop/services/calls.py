@@ -54,6 +54,7 @@ class CallSpec:
     metadata: dict[str, Any] = field(default_factory=dict)
     trace_id: str | None = None
     parent_id: str | None = None
+    consent: bool | None = None  # the end user's consent to capture of their content
     log_id: str | None = None  # the log's id, chosen up front (so a stream can announce it)
     timeout: float | None = None  # seconds the provider gets (default: ChatRequest's)
 
@@ -301,6 +302,7 @@ def _prepared(
         metadata=spec.metadata,
         trace_id=spec.trace_id,
         parent_id=spec.parent_id,
+        consent=spec.consent,
     )
     return _Prepared(
         provider=provider,

@@ -30,7 +30,19 @@ PROMPT_PREFIX = "prompt:"
 DEFAULT_ENVIRONMENT = "production"
 # Request fields that are the gateway's own or have a place in the call; the rest go upstream.
 OWN_FIELDS = frozenset(
-    {"model", "messages", "stream", "stream_options", "inputs", "user", "metadata", "timeout", "n"}
+    {
+        "model",
+        "messages",
+        "stream",
+        "stream_options",
+        "inputs",
+        "user",
+        "metadata",
+        "timeout",
+        "n",
+        "consent",
+        "feedback_token",
+    }
 )
 PARAMETER_FIELDS = frozenset(
     {
@@ -71,6 +83,7 @@ class ChatCall:
     user: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     timeout: float | None = None
+    consent: bool | None = None
 
 
 def parse_model(model: str) -> PromptTarget | ModelTarget:
@@ -109,6 +122,7 @@ def call_spec(call: ChatCall, *, log_id: str) -> CallSpec:
         "metadata": call.metadata,
         "log_id": log_id,
         "timeout": call.timeout,
+        "consent": call.consent,
     }
     if isinstance(target, PromptTarget):
         return CallSpec(

@@ -22,8 +22,8 @@ from promptloop.services.catalogue import Prices
 from promptloop.services.pagination import Page, decode_cursor, encode_cursor
 from promptloop.services.prompts import get_prompt, get_version
 from promptloop.store.db import Database
-from promptloop.store.logs import GroupCommitWriter, LogQuery, LogStore
-from promptloop.store.models import Log, Project, Prompt, PromptVersion
+from promptloop.store.logs import FEEDBACK_WORDS, GroupCommitWriter, LogQuery, LogStore
+from promptloop.store.models import FeedbackKind, Log, Project, Prompt, PromptVersion
 from promptloop.store.types import utcnow
 
 SOURCES = ("playground", "sdk", "api", "gateway", "eval")
@@ -56,6 +56,7 @@ class LogEntry:
     metadata: dict[str, Any] = field(default_factory=dict)
     trace_id: str | None = None
     parent_id: str | None = None
+    consent: bool | None = None  # the end user's consent to capture; None: not stated
     created_at: datetime | None = None
 
 
@@ -109,6 +110,7 @@ class Logger:
             else self.prices.cost(provider, model, entry.prompt_tokens, entry.output_tokens)
         )
         draft_hash = content_hash(entry.kernel) if entry.kernel else None
+        withheld = withholds(project, entry.source, entry.consent)
         return {
             "uid": entry.uid or uuid.uuid4().hex,
             "project_id": project.id,
@@ -120,10 +122,10 @@ class Logger:
             "source": entry.source,
             "provider": provider,
             "model": model,
-            "inputs": entry.inputs,
-            "messages": entry.messages,
-            "output": entry.output,
-            "tool_calls": entry.tool_calls,
+            "inputs": None if withheld else entry.inputs,
+            "messages": None if withheld else entry.messages,
+            "output": None if withheld else entry.output,
+            "tool_calls": None if withheld else entry.tool_calls,
             "finish_reason": entry.finish_reason,
             "prompt_tokens": entry.prompt_tokens,
             "output_tokens": entry.output_tokens,
@@ -135,8 +137,23 @@ class Logger:
             "metadata": entry.metadata or None,
             "trace_id": entry.trace_id,
             "parent_id": entry.parent_id,
+            "consent": entry.consent,
+            "withheld": withheld or None,
             "created_at": entry.created_at or now,
         }
+
+
+_TEAM_SOURCES = ("playground", "eval")  # the team's own runs: no end user to consent
+
+
+def withholds(project: Project, source: str, consent: bool | None) -> bool:
+    """Whether the project's content-capture setting keeps this log's inputs and outputs out of
+    storage (its metadata, tokens, cost and latency are stored regardless)."""
+    if source in _TEAM_SOURCES or project.content_capture == "always":
+        return False
+    if project.content_capture == "unless_declined":
+        return consent is False
+    return consent is not True
 
 
 class _Resolver:
@@ -209,6 +226,17 @@ def list_logs(
     version_row = (
         get_version(session, prompt=prompt_row, ref=version) if version and prompt_row else None
     )
+    words = filters.get("feedback", ())
+    if words:
+        known = set(FEEDBACK_WORDS) | set(
+            session.scalars(select(FeedbackKind.name).where(FeedbackKind.project_id == project.id))
+        )
+        for word in words:
+            if word not in known:
+                raise InvalidInput(
+                    f"Unknown feedback filter {word!r}: use up, down, any, none or a feedback "
+                    f"kind of this project ({', '.join(sorted(known - set(FEEDBACK_WORDS)))})."
+                )
     query = LogQuery(
         project_id=project.id,
         prompt_id=prompt_row.id if prompt_row else None,

@@ -8,13 +8,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from promptloop.core.access import Actor, Permission, Role
-from promptloop.core.errors import Conflict, Forbidden, NotFound
+from promptloop.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 from promptloop.core.paths import validate_environment_name, validate_project_name
-from promptloop.services import audit
+from promptloop.services import audit, feedback
 from promptloop.services.auth import Principal
 from promptloop.services.storage import insert_or_get
 from promptloop.store.models import Environment, Membership, Project
 
+# When log inputs and outputs are stored (see `services.logs.withholds`).
+CAPTURE_MODES = ("always", "unless_declined", "with_consent")
 # (name, protected): production is protected so the access-control layer can gate deploys to it.
 DEFAULT_ENVIRONMENTS = (("development", False), ("staging", False), ("production", True))
 
@@ -29,6 +31,30 @@ def ensure_project(session: Session, *, name: str) -> Project:
         for env_name, protected in DEFAULT_ENVIRONMENTS:
             session.add(Environment(project_id=project.id, name=env_name, protected=protected))
         session.flush()
+    feedback.seed_kinds(session, project=project)
+    return project
+
+
+def set_content_capture(session: Session, *, actor: Actor, project: Project, mode: str) -> Project:
+    """When the inputs and outputs of logs are stored: `always`, `unless_declined` (not for end
+    users who declined consent) or `with_consent` (only for end users who consented).
+    Applies to logs written from now on."""
+    actor.require(Permission.manage_project)
+    if mode not in CAPTURE_MODES:
+        raise InvalidInput(
+            f"Unknown content capture {mode!r}: use one of {', '.join(CAPTURE_MODES)}."
+        )
+    before = project.content_capture
+    project.content_capture = mode
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="project.content_capture",
+        target=f"project:{project.name}",
+        project=project,
+        details={"from": before, "to": mode},
+    )
     return project
 
 
@@ -73,6 +99,11 @@ def list_projects(session: Session, *, principal: Principal) -> Sequence[Project
             Membership.user_id == principal.user.id
         )
     return session.scalars(query).all()
+
+
+def list_all_projects(session: Session) -> Sequence[Project]:
+    """Every project on the server (for start-up maintenance, not for users)."""
+    return session.scalars(select(Project).order_by(Project.id)).all()
 
 
 def list_environments(session: Session, *, project: Project) -> Sequence[Environment]:

@@ -6,6 +6,8 @@ use with mode 0600. Several replicas on PostgreSQL must share one key: set the v
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import os
 from pathlib import Path
@@ -24,6 +26,7 @@ class SecretBox:
     def __init__(self, key: bytes) -> None:
         try:
             self._fernet = Fernet(key)
+            self._key = key
         except ValueError:
             raise InvalidInput(
                 "PROMPTLOOP_SECRET_KEY is not a valid key: generate one with "
@@ -43,6 +46,12 @@ class SecretBox:
                 handle.write(Fernet.generate_key())
             logger.info("Created the encryption key for secrets at %s", path)
         return cls(path.read_bytes().strip())
+
+    def sign(self, purpose: str, message: bytes) -> bytes:
+        """An HMAC-SHA256 tag of `message` under a key derived for `purpose` alone, so that a
+        tag made for one purpose is worthless for any other."""
+        subkey = hmac.new(self._key, f"promptloop:{purpose}".encode(), hashlib.sha256).digest()
+        return hmac.new(subkey, message, hashlib.sha256).digest()
 
     def encrypt(self, plaintext: str) -> str:
         return self._fernet.encrypt(plaintext.encode()).decode()

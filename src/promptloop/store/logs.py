@@ -17,10 +17,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from psycopg.types.json import Jsonb
-from sqlalchemy import Select, select
+from sqlalchemy import ColumnElement, Select, select
 
 from promptloop.store.db import Database
-from promptloop.store.models import Log
+from promptloop.store.models import Judgment, Log
 from promptloop.store.types import JSONType
 
 
@@ -39,6 +39,7 @@ class LogQuery:
     end_user: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     trace_id: str | None = None
+    feedback: tuple[str, ...] = ()  # filter words; all must hold (see `feedback_condition`)
 
 
 class LogStore(Protocol):
@@ -148,7 +149,30 @@ def _filtered(statement: Select[Any], query: LogQuery, *, is_sqlite: bool) -> Se
         conditions.append(Log.error.is_not(None) if query.has_error else Log.error.is_(None))
     for key, value in query.metadata.items():
         conditions.append(Log.meta[key].as_string() == value)
+    conditions.extend(feedback_condition(word) for word in query.feedback)
     return statement.where(*conditions)
+
+
+# Feedback filter words with a meaning of their own; no feedback kind may take these names.
+FEEDBACK_WORDS = ("up", "down", "any", "none")
+
+
+def feedback_condition(word: str) -> ColumnElement[bool]:
+    """A condition on `logs` for one feedback filter word: `up` / `down` (a current vote scoring
+    above / below the middle of its scale), `any`, `none` (no feedback yet), or the name of a
+    feedback kind (`copied`, `correction`…): at least one current entry of it."""
+    exists = select(Judgment.id).where(
+        Judgment.log_id == Log.id, Judgment.current.is_(True), Judgment.kind_id.is_not(None)
+    )
+    if word == "up":
+        return exists.where(Judgment.category == "vote", Judgment.score > 0.5).exists()
+    if word == "down":
+        return exists.where(Judgment.category == "vote", Judgment.score < 0.5).exists()
+    if word == "any":
+        return exists.exists()
+    if word == "none":
+        return ~exists.exists()
+    return exists.where(Judgment.name == word).exists()
 
 
 @dataclass

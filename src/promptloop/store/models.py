@@ -32,6 +32,11 @@ class Project(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    # When the inputs and outputs of a log are stored: "always", "unless_declined" (not when
+    # the end user declined consent) or "with_consent" (only when the end user consented).
+    content_capture: Mapped[str] = mapped_column(
+        String(16), default="always", server_default="always"
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -269,4 +274,64 @@ class Log(Base):
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType)
     trace_id: Mapped[str | None] = mapped_column(String(64))
     parent_id: Mapped[str | None] = mapped_column(String(64))
+    consent: Mapped[bool | None] = mapped_column(Boolean)  # the end user's; None: not stated
+    withheld: Mapped[bool | None] = mapped_column(Boolean)  # inputs/outputs kept out (consent)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FeedbackKind(Base):
+    """A kind of feedback a project collects: what category it is, what values it takes, and
+    whether a higher value is better. Evaluators declare their judgments the same way."""
+
+    __tablename__ = "feedback_kinds"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(16))  # vote, action, correction, comment
+    type: Mapped[str] = mapped_column(String(16))  # boolean, number, choice, text
+    choices: Mapped[list[Any] | None] = mapped_column(JSONType)
+    minimum: Mapped[float | None]
+    maximum: Mapped[float | None]
+    higher_is_better: Mapped[bool] = mapped_column(Boolean, default=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Judgment(Base):
+    """A verdict on one log: feedback from a person (vote, action, correction, comment), and
+    later evaluator judgments, in one shape so that filters and statistics serve both.
+
+    `score` maps the value onto 0..1 where 1 is good (votes and actions), for rates and shares.
+    `current` is false once the same person gave a newer vote or correction of the same kind;
+    history is kept, statistics count current ones.
+    """
+
+    __tablename__ = "judgments"
+    __table_args__ = (
+        Index("ix_judgments_log_id_kind_id", "log_id", "kind_id"),
+        Index("ix_judgments_project_id_id", "project_id", "id"),
+        UniqueConstraint("uid"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    log_id: Mapped[int] = mapped_column(ForeignKey("logs.id", ondelete="CASCADE"))
+    kind_id: Mapped[int | None] = mapped_column(ForeignKey("feedback_kinds.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(16))
+    value: Mapped[Any | None] = mapped_column(JSONType)
+    score: Mapped[float | None]
+    delay_s: Mapped[float | None]
+    similarity: Mapped[float | None]
+    diff: Mapped[str | None] = mapped_column(Text)
+    withheld: Mapped[bool] = mapped_column(Boolean, default=False)
+    end_user: Mapped[str | None] = mapped_column(String(200))
+    reviewer: Mapped[str | None] = mapped_column(String(200))
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(16))
+    current: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

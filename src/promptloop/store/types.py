@@ -34,3 +34,8 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def utc(moment: datetime | None) -> datetime | None:
+    """A time without a zone read as UTC, like every time promptloop stores."""
+    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment

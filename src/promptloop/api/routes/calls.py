@@ -16,6 +16,9 @@ from promptloop.api.errors import ERROR_RESPONSES, ErrorBody, ErrorDetail
 from promptloop.api.schemas import CallPublic, CallRequest, PlaygroundCall, UsagePublic
 from promptloop.providers.base import Delta
 from promptloop.services.calls import Caller, CallResult, CallSpec
+from promptloop.services.feedback import issue_token
+from promptloop.services.secrets import SecretBox
+from promptloop.store.models import Project
 
 router = APIRouter(tags=["calls"])
 STREAM_RESPONSES: dict[int | str, dict[str, Any]] = {
@@ -46,8 +49,9 @@ async def call_prompt(path: str, body: CallRequest, ctx: ContextDep, request: Re
         metadata=body.metadata,
         trace_id=body.trace_id,
         parent_id=body.parent_id,
+        consent=body.consent,
     )
-    return await _answer(ctx, request, spec, stream=body.stream)
+    return await _answer(ctx, request, spec, stream=body.stream, token=body.feedback_token)
 
 
 @router.post(
@@ -62,18 +66,36 @@ async def call_draft(body: PlaygroundCall, ctx: ContextDep, request: Request) ->
     return await _answer(ctx, request, spec, stream=body.stream)
 
 
-async def _answer(ctx: ContextDep, request: Request, spec: CallSpec, *, stream: bool) -> Any:
+async def _answer(
+    ctx: ContextDep, request: Request, spec: CallSpec, *, stream: bool, token: bool = False
+) -> Any:
     project, actor = await asyncio.to_thread(ctx.resolve)
     caller: Caller = request.app.state.caller
+    tokens = _TokenMinter(request, project) if token else None
     if not stream:
-        return _result_response(await caller.call(actor=actor, project=project, spec=spec))
+        result = await caller.call(actor=actor, project=project, spec=spec)
+        return _result_response(result, tokens)
     events = await caller.stream(actor=actor, project=project, spec=spec)
     return StreamingResponse(
-        _sse(events), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        _sse(events, tokens),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache"},
     )
 
 
-def call_public(result: CallResult) -> CallPublic:
+class _TokenMinter:
+    """Issues the feedback token a call asked for, once its log id is known."""
+
+    def __init__(self, request: Request, project: Project) -> None:
+        self.box: SecretBox = request.app.state.secret_box
+        self.ttl_s: int = request.app.state.settings.feedback_token_ttl_s
+        self.project = project
+
+    def __call__(self, log_id: str) -> str:
+        return issue_token(self.box, project=self.project, log_uid=log_id, ttl_s=self.ttl_s).token
+
+
+def call_public(result: CallResult, tokens: _TokenMinter | None = None) -> CallPublic:
     completion = result.completion
     return CallPublic(
         log_id=result.log_id,
@@ -90,6 +112,7 @@ def call_public(result: CallResult) -> CallPublic:
         version=result.version,
         provider=result.provider,
         model=result.model,
+        feedback_token=tokens(result.log_id) if tokens else None,
     )
 
 
@@ -106,14 +129,16 @@ def _failure(result: CallResult) -> tuple[int, dict[str, Any]]:
     return result.error.status, body.model_dump(mode="json")
 
 
-def _result_response(result: CallResult) -> JSONResponse:
+def _result_response(result: CallResult, tokens: _TokenMinter | None) -> JSONResponse:
     if result.error is not None:
         status, body = _failure(result)
         return JSONResponse(body, status_code=status)
-    return JSONResponse(call_public(result).model_dump(mode="json"))
+    return JSONResponse(call_public(result, tokens).model_dump(mode="json"))
 
 
-async def _sse(events: AsyncIterator[Delta | CallResult]) -> AsyncIterator[str]:
+async def _sse(
+    events: AsyncIterator[Delta | CallResult], tokens: _TokenMinter | None
+) -> AsyncIterator[str]:
     async for event in events:
         if isinstance(event, Delta):
             yield f"event: delta\ndata: {json.dumps({'text': event.text})}\n\n"
@@ -121,4 +146,4 @@ async def _sse(events: AsyncIterator[Delta | CallResult]) -> AsyncIterator[str]:
             status, body = _failure(event)  # the error body of a non-streamed call, and its status
             yield f"event: error\ndata: {json.dumps({**body, 'status': status})}\n\n"
         else:
-            yield f"event: done\ndata: {call_public(event).model_dump_json()}\n\n"
+            yield f"event: done\ndata: {call_public(event, tokens).model_dump_json()}\n\n"

@@ -37,9 +37,12 @@ from promptloop.core.errors import NotFound, PromptloopError
 from promptloop.providers.base import Delta
 from promptloop.services import gateway
 from promptloop.services.calls import Caller, CallResult
+from promptloop.services.feedback import issue_token
 from promptloop.services.gateway import ChatCall
+from promptloop.settings import Settings
 
 LOG_HEADER = "X-Promptloop-Log-Id"
+FEEDBACK_TOKEN_HEADER = "X-Promptloop-Feedback-Token"
 logger = logging.getLogger("promptloop.gateway")
 _TYPES = {
     400: "invalid_request_error",
@@ -199,6 +202,14 @@ class ChatCompletionIn(BaseModel):
         default=None, gt=0, le=600, description="Seconds the provider gets (default 120)."
     )
     n: int | None = Field(default=None, ge=1, le=1, description="Only one choice is supported.")
+    consent: bool | None = Field(
+        default=None, description="Whether the end user consented to capture of their content."
+    )
+    feedback_token: bool = Field(
+        default=False,
+        description=f"Return a feedback token for the call's log in the {FEEDBACK_TOKEN_HEADER} "
+        "header (lets a browser give feedback on that log alone).",
+    )
 
 
 @router.post(
@@ -223,11 +234,21 @@ async def chat_completions(
             user=body.user,
             metadata=body.metadata or {},
             timeout=body.timeout,
+            consent=body.consent,
         ),
         log_id=log_id,
     )
     caller: Caller = request.app.state.caller
     headers = {LOG_HEADER: log_id}
+    if body.feedback_token:
+        settings: Settings = request.app.state.settings
+        issued = issue_token(
+            request.app.state.secret_box,
+            project=project,
+            log_uid=log_id,
+            ttl_s=settings.feedback_token_ttl_s,
+        )
+        headers[FEEDBACK_TOKEN_HEADER] = issued.token
     if not body.stream:
         result = await caller.call(actor=actor, project=project, spec=spec)
         if result.error is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, status
@@ -15,6 +15,7 @@ from promptloop.core.errors import InvalidInput
 from promptloop.services import logs
 from promptloop.services.logs import LogEntry, Logger
 from promptloop.store.models import Log
+from promptloop.store.types import utc
 
 router = APIRouter(tags=["logs"])
 _ENTRY_FIELDS = [name for name in LogCreate.model_fields if name != "id"]
@@ -56,6 +57,15 @@ def list_logs(
         list[str] | None,
         Query(max_length=20, description="`key:value`, repeatable; all must match."),
     ] = None,
+    feedback: Annotated[
+        list[str] | None,
+        Query(
+            max_length=20,
+            description="Repeatable; all must hold: `up`, `down` (a current vote above or below "
+            "the middle of its scale), `any`, `none` (no feedback yet), or a feedback kind's name "
+            "(`copied`, `correction`, …).",
+        ),
+    ] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> ListPublic[LogPublic]:
@@ -72,12 +82,13 @@ def list_logs(
             limit=limit,
             environment=environment,
             source=source,
-            since=_utc(since),
-            until=_utc(until),
+            since=utc(since),
+            until=utc(until),
             has_error=error,
             end_user=end_user,
             trace_id=trace_id,
             metadata=_pairs(metadata or []),
+            feedback=tuple(feedback or ()),
         )
         names = logs.names_for(session, page.items)
     return ListPublic(
@@ -121,6 +132,8 @@ def log_public(log: Log, names: logs.Names) -> LogPublic:
         metadata=log.meta,
         trace_id=log.trace_id,
         parent_id=log.parent_id,
+        consent=log.consent,
+        withheld=bool(log.withheld),
         created_at=log.created_at,
         kernel=log.kernel,
     )
@@ -134,11 +147,6 @@ async def _record(ctx: ContextDep, request: Request, bodies: list[LogCreate]) ->
         for body in bodies
     ]
     return await logger.record(ctx.db, actor=actor, project=project, entries=entries)
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """Times without a zone are read as UTC, like every time promptloop stores."""
-    return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
 def _pairs(items: list[str]) -> dict[str, str]:

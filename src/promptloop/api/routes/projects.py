@@ -11,8 +11,9 @@ from promptloop.api.schemas import (
     EnvironmentUpdate,
     ProjectCreate,
     ProjectPublic,
+    ProjectUpdate,
 )
-from promptloop.services import projects
+from promptloop.services import auth, projects
 
 router = APIRouter(tags=["projects"])
 
@@ -36,6 +37,19 @@ def list_projects(ctx: ContextDep) -> list[ProjectPublic]:
 def create_project(body: ProjectCreate, ctx: ContextDep) -> ProjectPublic:
     with ctx.principal_transaction(write=True) as (session, principal):
         project = projects.create_project(session, principal=principal, name=body.name)
+        return ProjectPublic.model_validate(project, from_attributes=True)
+
+
+@router.patch("/projects/{name}", summary="Change a project's settings (admins)")
+def update_project(
+    name: Annotated[str, Path(max_length=64)], body: ProjectUpdate, ctx: ContextDep
+) -> ProjectPublic:
+    with ctx.principal_transaction(write=True) as (session, principal):
+        project = projects.get_project(session, name=name)
+        actor = auth.actor_for(session, principal=principal, project=project)
+        projects.set_content_capture(
+            session, actor=actor, project=project, mode=body.content_capture
+        )
         return ProjectPublic.model_validate(project, from_attributes=True)
 
 
