@@ -301,7 +301,9 @@ def app_routes(tmp_path_factory: pytest.TempPathFactory) -> set[tuple[str, str]]
 
 
 def is_own_session_route(path: str) -> bool:
-    return path.startswith(f"{BASE}/auth/")
+    """Routes that act on the caller's own session, or take a feedback token instead of a role
+    (tests/test_feedback.py covers those tokens)."""
+    return path.startswith(f"{BASE}/auth/") or path == f"{BASE}/feedback"
 
 
 # Small helpers that act as the admin of A ----------------------------------------------------
@@ -741,6 +743,72 @@ def playground_call(w: World, tag: str) -> Attempt:
     return Attempt(f"{BASE}/playground/call", body, unchanged, applied)
 
 
+def feedback_kinds(w: World) -> list[str]:
+    return [k["name"] for k in ok(w.admin.get(f"{BASE}/feedback-kinds"))]
+
+
+def create_feedback_kind(w: World, tag: str) -> Attempt:
+    name = f"k-{tag}"
+
+    def unchanged() -> None:
+        assert name not in feedback_kinds(w)
+
+    def applied(_response: Response) -> None:
+        assert name in feedback_kinds(w)
+
+    return Attempt(f"{BASE}/feedback-kinds", {"name": name, "category": "vote"}, unchanged, applied)
+
+
+def give_feedback(w: World, tag: str) -> Attempt:
+    uid = ok(w.admin.post(f"{BASE}/logs", json={"output": tag}), 201)["id"]
+
+    def given() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = ok(w.admin.get(f"{BASE}/logs/{uid}/feedback"))
+        return found
+
+    def unchanged() -> None:
+        assert given() == []
+
+    def applied(response: Response) -> None:
+        assert [f["id"] for f in given()] == [response.json()["id"]]
+
+    return Attempt(
+        f"{BASE}/logs/{uid}/feedback", {"name": "rating", "value": "up"}, unchanged, applied
+    )
+
+
+def feedback_token(w: World, tag: str) -> Attempt:
+    uid = ok(w.admin.post(f"{BASE}/logs", json={"output": tag}), 201)["id"]
+
+    def applied(response: Response) -> None:
+        token = response.json()["token"]
+        given = w.anonymous.post(f"{BASE}/feedback", json={"token": token, "name": "copied"})
+        assert ok(given, 201)["log_id"] == uid
+
+    return Attempt(f"{BASE}/logs/{uid}/feedback-token", None, applied=applied)
+
+
+def set_content_capture(w: World, tag: str) -> Attempt:
+    name = w.settings.default_project
+    ok(w.admin.patch(f"{BASE}/projects/{name}", json={"content_capture": "always"}))
+
+    def capture() -> str:
+        [found] = [p for p in ok(w.admin.get(f"{BASE}/projects")) if p["name"] == name]
+        mode: str = found["content_capture"]
+        return mode
+
+    def unchanged() -> None:
+        assert capture() == "always"
+
+    def applied(_response: Response) -> None:
+        assert capture() == "with_consent"
+        ok(w.admin.patch(f"{BASE}/projects/{name}", json={"content_capture": "always"}))
+
+    return Attempt(
+        f"{BASE}/projects/{name}", {"content_capture": "with_consent"}, unchanged, applied
+    )
+
+
 DEPLOY = f"{BASE}/prompts/{{path:path}}/-/deployments/{{environment}}"
 ROLLBACK = f"{BASE}/prompts/{{path:path}}/-/deployments/{{environment}}/rollback"
 
@@ -837,6 +905,34 @@ CASES = (
     ),
     Case("playground-call", "POST", f"{BASE}/playground/call", at_least("member"), playground_call),
     Case(
+        "create-feedback-kind",
+        "POST",
+        f"{BASE}/feedback-kinds",
+        at_least("member"),
+        create_feedback_kind,
+    ),
+    Case(
+        "give-feedback",
+        "POST",
+        f"{BASE}/logs/{{log_id}}/feedback",
+        at_least("member"),
+        give_feedback,
+    ),
+    Case(
+        "feedback-token",
+        "POST",
+        f"{BASE}/logs/{{log_id}}/feedback-token",
+        at_least("member"),
+        feedback_token,
+    ),
+    Case(
+        "set-content-capture",
+        "PATCH",
+        f"{BASE}/projects/{{name}}",
+        at_least("admin"),
+        set_content_capture,
+    ),
+    Case(
         "create-project",
         "POST",
         f"{BASE}/projects",
@@ -928,6 +1024,10 @@ def test_matrix_table_is_the_documented_policy() -> None:
         "create-logs": "member",
         "call-prompt": "member",
         "playground-call": "member",
+        "create-feedback-kind": "member",
+        "give-feedback": "member",
+        "feedback-token": "member",
+        "set-content-capture": "admin",
         "create-project": "viewer",  # any signed-in user; never an API key
     }
     assert [c.id for c in CASES if not c.keys_may] == ["set-model-prices", "create-project"]
@@ -1089,6 +1189,18 @@ READS = (
         lambda w: f"{BASE}/logs/{READ_LOG}",
         shows=lambda w: "read log output",
     ),
+    Read(
+        "log-feedback",
+        f"{BASE}/logs/{{log_id}}/feedback",
+        lambda w: f"{BASE}/logs/{READ_LOG}/feedback",
+    ),
+    Read(
+        "feedback-kinds",
+        f"{BASE}/feedback-kinds",
+        lambda w: f"{BASE}/feedback-kinds",
+        shows=lambda w: "retained",
+    ),
+    Read("feedback-stats", f"{BASE}/feedback/stats", lambda w: f"{BASE}/feedback/stats"),
     Read("prompts", f"{BASE}/prompts", lambda w: f"{BASE}/prompts", shows=lambda w: READ_PATH),
     Read("prompt", PROMPT, lambda w: f"{BASE}/prompts/{READ_PATH}", shows=lambda w: READ_PATH),
     Read(
@@ -1284,13 +1396,16 @@ def route_sample(method: str, route: str, w: World) -> tuple[str, Any]:
             "prompt": B_PATH,
         },
         ("PATCH", f"{BASE}/members/{{email}}"): {"role": "viewer"},
+        ("POST", f"{BASE}/feedback-kinds"): {"name": "guessed", "category": "vote"},
+        ("POST", f"{BASE}/logs/{{log_id}}/feedback"): {"name": "rating", "value": "down"},
     }
     return url + query.get(route, "") if method == "GET" else url, bodies.get((method, route))
 
 
 def project_routes(app_routes: set[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Every route that acts in the request's project (all but health, auth and /projects)."""
-    outside = {f"{BASE}/health", f"{BASE}/projects"}
+    """Every route that acts in the request's project (all but health, auth and /projects, which
+    names its project in the path)."""
+    outside = {f"{BASE}/health", f"{BASE}/projects", f"{BASE}/projects/{{name}}"}
     return sorted((m, p) for m, p in app_routes if p not in outside and not is_own_session_route(p))
 
 
