@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import Boolean, ForeignKey, Index, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from promptloop.store.types import JSONType, UtcDateTime, utcnow
@@ -321,6 +330,12 @@ class Judgment(Base):
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     log_id: Mapped[int] = mapped_column(ForeignKey("logs.id", ondelete="CASCADE"))
     kind_id: Mapped[int | None] = mapped_column(ForeignKey("feedback_kinds.id", ondelete="CASCADE"))
+    evaluator_version_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("evaluator_versions.id", ondelete="CASCADE")
+    )
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("evaluation_runs.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(64))
     category: Mapped[str] = mapped_column(String(16))
     value: Mapped[Any | None] = mapped_column(JSONType)
@@ -329,9 +344,191 @@ class Judgment(Base):
     similarity: Mapped[float | None]
     diff: Mapped[str | None] = mapped_column(Text)
     withheld: Mapped[bool] = mapped_column(Boolean, default=False)
+    explanation: Mapped[str | None] = mapped_column(Text)  # an LLM judge's reasoning
+    error: Mapped[str | None] = mapped_column(Text)  # the evaluator failed on this log
+    pending: Mapped[bool] = mapped_column(  # a human judgment still to give
+        Boolean, default=False, server_default=false()
+    )
     end_user: Mapped[str | None] = mapped_column(String(200))
     reviewer: Mapped[str | None] = mapped_column(String(200))
     recorded_by: Mapped[str] = mapped_column(String(200))
     source: Mapped[str] = mapped_column(String(16))
     current: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Dataset(Base):
+    """A named collection of datapoints; its content lives in immutable versions."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DatasetVersion(Base):
+    """Immutable. `version_id`: the first 12 hex digits of the hash of its datapoints' content."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (UniqueConstraint("dataset_id", "version_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(
+        ForeignKey("datasets.id", ondelete="CASCADE"), index=True
+    )
+    version_id: Mapped[str] = mapped_column(String(12))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    count: Mapped[int]
+    source: Mapped[str] = mapped_column(String(16))  # upload, logs, corrections, edit, api
+    message: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Datapoint(Base):
+    """One example of a dataset version: inputs, optional chat messages, optional target, and
+    where it came from (an upload, a log, a correction on a log)."""
+
+    __tablename__ = "datapoints"
+    __table_args__ = (UniqueConstraint("version_pk", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version_pk: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id", ondelete="CASCADE"))
+    position: Mapped[int]
+    key: Mapped[str] = mapped_column(String(16))  # hash of its content: the same across versions
+    inputs: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    messages: Mapped[list[Any] | None] = mapped_column(JSONType)
+    target: Mapped[Any | None] = mapped_column(JSONType)
+    source: Mapped[str] = mapped_column(String(16))  # upload, log, correction
+    log_uid: Mapped[str | None] = mapped_column(String(36))  # provenance
+
+
+class Evaluator(Base):
+    __tablename__ = "evaluators"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class EvaluatorVersion(Base):
+    """Immutable, identified by the hash of its spec (kind, return type, configuration, code or
+    judge prompt), like prompt versions."""
+
+    __tablename__ = "evaluator_versions"
+    __table_args__ = (UniqueConstraint("evaluator_id", "version_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    evaluator_id: Mapped[int] = mapped_column(
+        ForeignKey("evaluators.id", ondelete="CASCADE"), index=True
+    )
+    version_id: Mapped[str] = mapped_column(String(12))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))  # builtin, code, llm, human
+    returns: Mapped[str] = mapped_column(String(16))  # boolean, number, choice, text
+    higher_is_better: Mapped[bool] = mapped_column(Boolean, default=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    message: Mapped[str | None] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Job(Base):
+    """Queued background work, claimed by a worker (in `serve`, or `promptloop worker`)."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (Index("ix_jobs_status_id", "status", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(32))  # evaluation_run, fine_tune
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    progress: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    attempts: Mapped[int] = mapped_column(default=0)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    heartbeat_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+
+class EvaluationRun(Base):
+    """Candidates (prompt versions, or a version with another model), run on a dataset version with
+    evaluators, one candidate marked control."""
+
+    __tablename__ = "evaluation_runs"
+    __table_args__ = (UniqueConstraint("uid"), Index(None, "project_id", "id"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    name: Mapped[str | None] = mapped_column(String(200))
+    dataset_version_pk: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"))
+    mode: Mapped[str] = mapped_column(String(8))  # server, local
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    concurrency: Mapped[int] = mapped_column(default=8)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    thresholds: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    summary: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class RunCandidate(Base):
+    """One thing a run evaluates: a prompt version, optionally with another model, or (local
+    runs) the user's own function."""
+
+    __tablename__ = "run_candidates"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("evaluation_runs.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int]
+    label: Mapped[str] = mapped_column(String(300))
+    prompt_id: Mapped[int | None] = mapped_column(ForeignKey("prompts.id", ondelete="SET NULL"))
+    version_pk: Mapped[int | None] = mapped_column(
+        ForeignKey("prompt_versions.id", ondelete="SET NULL")
+    )
+    model: Mapped[dict[str, Any] | None] = mapped_column(JSONType)  # {provider, model} swap
+    control: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class RunEvaluator(Base):
+    __tablename__ = "run_evaluators"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("evaluation_runs.id", ondelete="CASCADE"), index=True
+    )
+    evaluator_version_pk: Mapped[int] = mapped_column(ForeignKey("evaluator_versions.id"))
+
+
+class RunItem(Base):
+    """One candidate on one datapoint: its log, once made, and whether it is fully evaluated
+    (what a resumed run skips)."""
+
+    __tablename__ = "run_items"
+    __table_args__ = (UniqueConstraint("candidate_id", "datapoint_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("evaluation_runs.id", ondelete="CASCADE"), index=True
+    )
+    candidate_id: Mapped[int] = mapped_column(ForeignKey("run_candidates.id", ondelete="CASCADE"))
+    datapoint_id: Mapped[int] = mapped_column(ForeignKey("datapoints.id", ondelete="CASCADE"))
+    log_uid: Mapped[str | None] = mapped_column(String(36))
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, logged, done
+    error: Mapped[str | None] = mapped_column(Text)
