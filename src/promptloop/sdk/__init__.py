@@ -26,7 +26,13 @@ from promptloop.sdk._models import (
     Diff,
     Environment,
     EnvironmentState,
+    Feedback,
+    FeedbackKind,
+    FeedbackStats,
+    FeedbackToken,
     Health,
+    Interval,
+    KindStats,
     Log,
     Message,
     Parameters,
@@ -41,14 +47,17 @@ from promptloop.sdk._models import (
 )
 from promptloop.sdk._resources import (
     AsyncEnvironments,
+    AsyncFeedbackResource,
     AsyncLogs,
     AsyncProjects,
     AsyncPrompts,
     Environments,
+    FeedbackResource,
     Logs,
     Projects,
     Prompts,
 )
+from promptloop.sdk._retention import RetentionTracker, retained_share
 from promptloop.sdk._streams import AsyncCallStream, CallStream
 
 __all__ = [
@@ -59,6 +68,7 @@ __all__ = [
     "AsyncCallStream",
     "AsyncClient",
     "AsyncEnvironments",
+    "AsyncFeedbackResource",
     "AsyncLogs",
     "AsyncProjects",
     "AsyncPrompts",
@@ -74,8 +84,15 @@ __all__ = [
     "Environment",
     "EnvironmentState",
     "Environments",
+    "Feedback",
+    "FeedbackKind",
+    "FeedbackResource",
+    "FeedbackStats",
+    "FeedbackToken",
     "Health",
     "InternalServerError",
+    "Interval",
+    "KindStats",
     "Log",
     "Logs",
     "Message",
@@ -90,8 +107,10 @@ __all__ = [
     "Prompts",
     "RateLimitError",
     "Rendered",
+    "RetentionTracker",
     "SavedVersion",
     "Tool",
     "ToolFunction",
     "Usage",
+    "retained_share",
 ]

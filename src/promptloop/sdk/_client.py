@@ -18,19 +18,22 @@ from promptloop.sdk._errors import (
     APITimeoutError,
     status_error,
 )
-from promptloop.sdk._log_queue import LogQueue, Sender
+from promptloop.sdk._log_queue import LogQueue
 from promptloop.sdk._models import CallResult, Health
 from promptloop.sdk._requests import Call, Page, Pages, health
 from promptloop.sdk._resources import (
     AsyncEnvironments,
+    AsyncFeedbackResource,
     AsyncLogs,
     AsyncProjects,
     AsyncPrompts,
     Environments,
+    FeedbackResource,
     Logs,
     Projects,
     Prompts,
 )
+from promptloop.sdk._retention import RetentionScheduler
 from promptloop.sdk._streams import Event, EventDecoder, ended_early, read_event
 
 T = TypeVar("T")
@@ -109,9 +112,11 @@ def _reaching(request: httpx.Request) -> Iterator[None]:
 
 
 class _ThreadSender:
-    """Posts logs through a synchronous httpx client; closes it only when it is its own."""
+    """Sends from a background thread (batches of logs, retention checks) through a
+    synchronous httpx client; closes it only when it is its own."""
 
     def __init__(self, connection: _Connection, http: httpx.Client, *, owned: bool) -> None:
+        self._connection = connection
         self._url, self._headers = connection.log_request()
         self._http = http
         self._owned = owned
@@ -119,18 +124,22 @@ class _ThreadSender:
     def send(self, body: bytes) -> httpx.Response:
         return self._http.post(self._url, content=body, headers=self._headers)
 
+    def request(self, call: Call[Any]) -> httpx.Response:
+        return self._http.send(self._connection.build(self._http, call))
+
     def close(self) -> None:
         if self._owned:
             self._http.close()
 
 
 class _LoopSender:
-    """Posts logs through an async-only transport (`httpx.ASGITransport`) on an event loop of
-    the log thread's own, so logging never needs the application's loop."""
+    """Sends from a background thread through an async-only transport (`httpx.ASGITransport`)
+    on an event loop of the thread's own, so it never needs the application's loop."""
 
     def __init__(
         self, connection: _Connection, transport: httpx.AsyncBaseTransport, timeout: Timeout
     ) -> None:
+        self._connection = connection
         self._url, self._headers = connection.log_request()
         self._loop = asyncio.new_event_loop()
         self._http = httpx.AsyncClient(transport=transport, timeout=timeout)
@@ -139,8 +148,16 @@ class _LoopSender:
         posting = self._http.post(self._url, content=body, headers=self._headers)
         return self._loop.run_until_complete(posting)
 
+    def request(self, call: Call[Any]) -> httpx.Response:
+        sending = self._http.send(self._connection.build(self._http, call))
+        return self._loop.run_until_complete(sending)
+
     def close(self) -> None:
         self._loop.close()  # not the transport: it is the client's
+
+
+_Sender = _ThreadSender | _LoopSender
+"""What the log thread (`send`) and the retention thread (`request`) open to reach the server."""
 
 
 def _sync_sender(
@@ -148,11 +165,12 @@ def _sync_sender(
     http_client: httpx.Client | None,
     transport: httpx.BaseTransport | None,
     timeout: Timeout,
-) -> Callable[[], Sender]:
-    """How `Client`'s log thread sends: through the given `http_client`, else through a client
-    of its own (new in a forked child, unlike pooled connections inherited from the parent)."""
+) -> Callable[[], _Sender]:
+    """How `Client`'s background threads send: through the given `http_client`, else through
+    a client of their own (new in a forked child, unlike pooled connections inherited from the
+    parent)."""
 
-    def open_sender() -> Sender:
+    def open_sender() -> _Sender:
         if http_client is not None:
             return _ThreadSender(connection, http_client, owned=False)
         http = httpx.Client(timeout=timeout, transport=transport)
@@ -163,13 +181,13 @@ def _sync_sender(
 
 def _async_sender(
     connection: _Connection, transport: httpx.AsyncBaseTransport | None, timeout: Timeout
-) -> Callable[[], Sender]:
-    """How `AsyncClient`'s log thread sends: through `transport` (synchronously if it can),
-    else through a synchronous client of its own. Network connections made on the
+) -> Callable[[], _Sender]:
+    """How `AsyncClient`'s background threads send: through `transport` (synchronously if it
+    can), else through a synchronous client of their own. Network connections made on the
     application's event loop (those of `http_client`, or of an `httpx.AsyncHTTPTransport`)
     cannot serve another thread's loop, so they are not used."""
 
-    def open_sender() -> Sender:
+    def open_sender() -> _Sender:
         if transport is None or isinstance(transport, httpx.AsyncHTTPTransport):
             return _ThreadSender(connection, httpx.Client(timeout=timeout), owned=True)
         if isinstance(transport, httpx.BaseTransport):  # e.g. httpx.MockTransport
@@ -205,7 +223,8 @@ class Client:
     `client.logs.log(...)` queues logs that a background thread sends in batches: at most
     `max_queue` wait (more are dropped, and reported through the `promptloop` logger); a batch
     leaves when `flush_at` logs wait or `flush_interval` seconds after the first. `close()`
-    and the interpreter's exit send what is left.
+    and the interpreter's exit send what is left. `client.feedback.track_retention(...)`
+    schedules checks that another background thread runs.
     """
 
     def __init__(
@@ -223,26 +242,30 @@ class Client:
     ) -> None:
         _check(transport, http_client)
         self._connection = _Connection(url, api_key, project)
+        open_sender = _sync_sender(self._connection, http_client, transport, timeout)
         self._log_queue = LogQueue(
-            _sync_sender(self._connection, http_client, transport, timeout),
+            open_sender,
             max_queue=max_queue,
             flush_at=flush_at,
             flush_interval=flush_interval,
         )
+        self._retention = RetentionScheduler(open_sender)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=timeout, transport=transport)
         self.projects = Projects(self)
         self.environments = Environments(self)
         self.prompts = Prompts(self)
         self.logs = Logs(self)
+        self.feedback = FeedbackResource(self)
 
     def health(self) -> Health:
         """Check that the server and its database answer."""
         return self._send(health())
 
     def close(self) -> None:
-        """Send the logs still queued (waiting up to 10 s), then close the connections (not
-        those of an `http_client` passed in)."""
+        """Send the logs still queued (waiting up to 10 s), drop the retention checks not run
+        yet, then close the connections (not those of an `http_client` passed in)."""
+        self._retention.close()
         self._log_queue.close()
         if self._owns_http:
             self._http.close()
@@ -327,26 +350,30 @@ class AsyncClient:
     ) -> None:
         _check(transport, http_client)
         self._connection = _Connection(url, api_key, project)
+        open_sender = _async_sender(self._connection, transport, timeout)
         self._log_queue = LogQueue(
-            _async_sender(self._connection, transport, timeout),
+            open_sender,
             max_queue=max_queue,
             flush_at=flush_at,
             flush_interval=flush_interval,
         )
+        self._retention = RetentionScheduler(open_sender)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=timeout, transport=transport)
         self.projects = AsyncProjects(self)
         self.environments = AsyncEnvironments(self)
         self.prompts = AsyncPrompts(self)
         self.logs = AsyncLogs(self)
+        self.feedback = AsyncFeedbackResource(self)
 
     async def health(self) -> Health:
         """Check that the server and its database answer."""
         return await self._send(health())
 
     async def close(self) -> None:
-        """Send the logs still queued (waiting up to 10 s), then close the connections (not
-        those of an `http_client` passed in)."""
+        """Send the logs still queued (waiting up to 10 s), drop the retention checks not run
+        yet, then close the connections (not those of an `http_client` passed in)."""
+        await asyncio.to_thread(self._retention.close)
         await asyncio.to_thread(self._log_queue.close)
         if self._owns_http:
             await self._http.aclose()

@@ -11,6 +11,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+FeedbackValue = bool | int | float | str | None
+"""A feedback's value: a vote's up/down (True/False), a number, a choice, or text."""
+
 
 class _Result(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -189,13 +192,18 @@ class CallResult(_Result):
     version: str | None = None
     provider: str
     model: str
+    feedback_token: str | None = None
+    """When the call asked for one (`feedback_token=True`): lets a browser give feedback on
+    this log alone, without an API key, until it expires."""
 
 
 class Log(_Result):
     """One recorded call: what was sent and answered, its cost and timing, and who asked.
 
     `source` says where the call came from ("sdk", "api", "playground", "gateway", "eval");
-    `kernel` holds the draft a playground run used when it matches no saved version.
+    `kernel` holds the draft a playground run used when it matches no saved version;
+    `withheld` is True when inputs and output were not stored because of the end user's
+    `consent` and the project's content capture setting.
     """
 
     id: str
@@ -220,5 +228,99 @@ class Log(_Result):
     metadata: dict[str, Any] | None = None
     trace_id: str | None = None
     parent_id: str | None = None
+    consent: bool | None = None
+    withheld: bool = False
     created_at: datetime
     kernel: dict[str, Any] | None = None
+
+
+class FeedbackKind(_Result):
+    """A kind of feedback a project collects, such as "rating" or "copied".
+
+    Its `category` ("vote", "action", "correction", "comment") and `type` ("boolean",
+    "number", "choice", "text") fix what its values may be; `higher_is_better` False means
+    up (or the action) is bad, as for "rejected".
+    """
+
+    name: str
+    category: str
+    type: str
+    choices: list[str] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    higher_is_better: bool = True
+    description: str | None = None
+    created_by: str
+    created_at: datetime
+
+
+class Feedback(_Result):
+    """One piece of feedback on a log: a vote, an action, a correction or a comment.
+
+    `score` is on 0..1 where 1 is good (votes and actions); corrections carry their
+    `similarity` to the output and a unified `diff` from it. `current` is False once the same
+    person gave a newer one of the same kind; `withheld` when its text was not stored (the end
+    user did not consent).
+    """
+
+    id: str
+    log_id: str
+    name: str
+    category: str
+    value: FeedbackValue = None
+    score: float | None = None
+    delay_s: float | None = None
+    similarity: float | None = None
+    diff: str | None = None
+    withheld: bool = False
+    end_user: str | None = None
+    reviewer: str | None = None
+    recorded_by: str
+    source: str
+    current: bool = True
+    created_at: datetime
+
+
+class FeedbackToken(_Result):
+    """A token that lets a browser post feedback on one log to `/api/v1/feedback`, without an
+    API key, until `expires_at`."""
+
+    log_id: str
+    token: str
+    expires_at: datetime
+
+
+class Interval(_Result):
+    """A share with its 95% confidence interval (`low`, `high`) over `n` logs; None when
+    `n` is 0."""
+
+    value: float | None = None
+    low: float | None = None
+    high: float | None = None
+    n: int
+
+
+class KindStats(_Result):
+    """One kind of feedback in a group: how many of the group's logs have it (`rate`), how many
+    votes went up and down, and the share up (`up_share`; None for kinds without a direction).
+    `mean_similarity` is the corrections' mean similarity to the output."""
+
+    name: str
+    category: str
+    logs: int
+    rate: Interval
+    count: int
+    up: int
+    down: int
+    up_share: Interval | None = None
+    mean_similarity: float | None = None
+
+
+class FeedbackStats(_Result):
+    """Feedback on the logs of one prompt version (or environment): each kind's rates."""
+
+    prompt: str | None = None
+    version: str | None = None
+    environment: str | None = None
+    logs: int
+    kinds: list[KindStats] = Field(default_factory=list)

@@ -22,6 +22,11 @@ from promptloop.sdk._models import (
     Diff,
     Environment,
     EnvironmentState,
+    Feedback,
+    FeedbackKind,
+    FeedbackStats,
+    FeedbackToken,
+    FeedbackValue,
     Health,
     Log,
     Message,
@@ -40,6 +45,8 @@ Json = dict[str, Any]
 Params = Mapping[str, str | Sequence[str]]
 """Query parameters; a sequence repeats the parameter (`metadata=a:1&metadata=b:2`)."""
 Source = Literal["sdk", "api", "gateway", "eval", "playground"]
+Category = Literal["vote", "action", "correction", "comment"]
+KindType = Literal["boolean", "number", "choice", "text"]
 # Inside the *Calls classes `list` names a method, so annotations there say `builtins.list`.
 
 
@@ -249,14 +256,28 @@ class PromptCalls:
         metadata: Mapping[str, Any] | None = None,
         trace_id: str | None = None,
         parent_id: str | None = None,
+        consent: bool | None = None,
+        feedback_token: bool = False,
     ) -> Call[CallResult]:
         """Call the prompt's model with `inputs` and return its answer; the server logs the
         call (`log_id`). The version is `version`, else what `environment` serves, else what
         production serves. `messages` follow the template's (e.g. the conversation so far);
-        `end_user`, `metadata`, `trace_id` and `parent_id` are stored on the log. A provider
-        failure raises the APIStatusError for its status, with `details["log_id"]`."""
+        `end_user`, `metadata`, `trace_id` and `parent_id` are stored on the log; `consent`
+        is whether the end user agreed to their content being stored (the project's content
+        capture setting decides what it takes). `feedback_token=True` adds a token to the
+        result that lets a browser give feedback on this log alone. A provider failure raises
+        the APIStatusError for its status, with `details["log_id"]`."""
         body = _call_body(
-            inputs, environment, version, messages, end_user, metadata, trace_id, parent_id
+            inputs,
+            environment,
+            version,
+            messages,
+            end_user,
+            metadata,
+            trace_id,
+            parent_id,
+            consent,
+            feedback_token,
         )
         return Call("POST", _prompt_url(path, "call"), CallResult.model_validate, json=body)
 
@@ -272,11 +293,22 @@ class PromptCalls:
         metadata: Mapping[str, Any] | None = None,
         trace_id: str | None = None,
         parent_id: str | None = None,
+        consent: bool | None = None,
+        feedback_token: bool = False,
     ) -> Call[CallResult]:
         """Call the prompt as `call` does, streaming the output: iterate the returned stream
         for text as it arrives, then read its `result`. Nothing is sent before iterating."""
         body = _call_body(
-            inputs, environment, version, messages, end_user, metadata, trace_id, parent_id
+            inputs,
+            environment,
+            version,
+            messages,
+            end_user,
+            metadata,
+            trace_id,
+            parent_id,
+            consent,
+            feedback_token,
         )
         body["stream"] = True
         return Call("POST", _prompt_url(path, "call"), CallResult.model_validate, json=body)
@@ -288,7 +320,7 @@ class LogCalls:
     @staticmethod
     def get(log_id: str) -> Call[Log]:
         """One log by its id (as `log` and `prompts.call` return it)."""
-        return Call("GET", f"/logs/{quote(log_id, safe='')}", Log.model_validate)
+        return Call("GET", _log_url(log_id), Log.model_validate)
 
     @staticmethod
     def list(
@@ -303,10 +335,13 @@ class LogCalls:
         end_user: str | None = None,
         trace_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
+        feedback: str | Sequence[str] | None = None,
     ) -> Pages[Log]:
         """Logs, newest first, that match every filter given: created at or after `since`
         and before `until` (naive datetimes are local time); `error` True for failed calls
-        only, False for successful ones; `metadata` pairs that must all be present."""
+        only, False for successful ones; `metadata` pairs that must all be present;
+        `feedback` conditions that must all hold: "up" or "down" (a current vote), "any",
+        "none" (no feedback yet), or a feedback kind's name ("copied", "correction", …)."""
         params: dict[str, str | builtins.list[str]] = _compact(
             prompt=prompt,
             version=version,
@@ -320,6 +355,8 @@ class LogCalls:
         )
         if metadata:
             params["metadata"] = [f"{key}:{value}" for key, value in metadata.items()]
+        if feedback:
+            params["feedback"] = [feedback] if isinstance(feedback, str) else [*feedback]
         return Pages("/logs", Log, params)
 
     @staticmethod
@@ -345,6 +382,7 @@ class LogCalls:
         metadata: Mapping[str, Any] | None = None,
         trace_id: str | None = None,
         parent_id: str | None = None,
+        consent: bool | None = None,
         created_at: datetime | None = None,
         source: Source = "sdk",
     ) -> Json:
@@ -353,7 +391,8 @@ class LogCalls:
         Never blocks on the network and never raises: the log is queued and sent in a batch
         by the client's log thread (`flush()` waits for it). Name `prompt` (and `version`) to
         link the log to a saved version; `cost` defaults to the catalogue's price of the
-        tokens; `created_at` to now. Values are serialised when sent, so do not change them
+        tokens; `created_at` to now; `consent` says whether the end user agreed to their
+        content being stored. Values are serialised when sent, so do not change them
         after logging; a log that cannot be sent is dropped and reported through the
         `promptloop` logger."""
         return _compact(
@@ -379,8 +418,153 @@ class LogCalls:
             metadata=metadata,
             trace_id=trace_id,
             parent_id=parent_id,
+            consent=consent,
             created_at=created_at or datetime.now(UTC),
         )
+
+
+class FeedbackCalls:
+    """Calls on feedback: a log's `/logs/{id}/feedback`, `/feedback-kinds` and
+    `/feedback/stats`. Every piece of feedback names a kind the project declared; each project
+    starts with "rating" (a vote), "copied", "accepted", "rejected", "regenerated", "shared"
+    and "retained" (actions), "correction" and "comment"."""
+
+    @staticmethod
+    def vote(
+        log_id: str,
+        value: bool | float | str,
+        *,
+        name: str = "rating",
+        end_user: str | None = None,
+    ) -> Call[Feedback]:
+        """Vote on a log's output: "up" or "down" (or True/False), a number on the kind's
+        scale, or one of its choices. `end_user` names who voted (else: the API key's owner);
+        a newer vote by the same person replaces theirs in rates and filters."""
+        return _feedback(log_id, name=name, value=value, end_user=end_user)
+
+    @staticmethod
+    def action(
+        log_id: str,
+        name: str,
+        *,
+        value: float | None = None,
+        delay_s: float | None = None,
+        end_user: str | None = None,
+    ) -> Call[Feedback]:
+        """Record what the user did with the output ("copied", "accepted", "rejected",
+        "regenerated", "shared", or a kind you declared), `delay_s` seconds after it was
+        shown, with an optional number as `value`."""
+        return _feedback(log_id, name=name, value=value, delay_s=delay_s, end_user=end_user)
+
+    @staticmethod
+    def correct(
+        log_id: str, text: str, *, name: str = "correction", end_user: str | None = None
+    ) -> Call[Feedback]:
+        """Record the text the user ended up with instead of the output; the server keeps its
+        similarity to the output and a diff."""
+        return _feedback(log_id, name=name, value=text, end_user=end_user)
+
+    @staticmethod
+    def comment(
+        log_id: str, text: str, *, name: str = "comment", end_user: str | None = None
+    ) -> Call[Feedback]:
+        """Attach free text to a log."""
+        return _feedback(log_id, name=name, value=text, end_user=end_user)
+
+    @staticmethod
+    def give(
+        log_id: str,
+        name: str,
+        value: FeedbackValue = None,
+        *,
+        delay_s: float | None = None,
+        end_user: str | None = None,
+    ) -> Call[Feedback]:
+        """Give feedback of any declared kind; its category decides what `value` may be.
+        BadRequestError (with the server's reason) when the kind is unknown or the value does
+        not fit it; NotFoundError when there is no such log."""
+        return _feedback(log_id, name=name, value=value, delay_s=delay_s, end_user=end_user)
+
+    @staticmethod
+    def list(log_id: str) -> Call[builtins.list[Feedback]]:
+        """Every piece of feedback on a log, oldest first."""
+        return Call("GET", _log_url(log_id, "feedback"), _list_of(Feedback))
+
+    @staticmethod
+    def token(log_id: str) -> Call[FeedbackToken]:
+        """A short-lived token that lets a browser post feedback on this log alone to
+        `/api/v1/feedback`, without an API key: give it to your page with the output."""
+        return Call("POST", _log_url(log_id, "feedback-token"), FeedbackToken.model_validate)
+
+    @staticmethod
+    def kinds() -> Call[builtins.list[FeedbackKind]]:
+        """The kinds of feedback the project collects, the defaults first."""
+        return Call("GET", "/feedback-kinds", _list_of(FeedbackKind))
+
+    @staticmethod
+    def declare(
+        name: str,
+        category: Category,
+        *,
+        type: KindType | None = None,
+        choices: Sequence[str] | None = None,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        higher_is_better: bool = True,
+        description: str | None = None,
+    ) -> Call[FeedbackKind]:
+        """Declare a kind of feedback, e.g. `declare("stars", "vote", type="number",
+        minimum=1, maximum=5)`. `type` defaults to boolean for votes, number for actions and
+        text for the others; `higher_is_better=False` for kinds where up is bad. ConflictError
+        if the project has it already."""
+        body = _compact(
+            name=name,
+            category=category,
+            type=type,
+            choices=None if choices is None else [*choices],
+            minimum=minimum,
+            maximum=maximum,
+            higher_is_better=higher_is_better,
+            description=description,
+        )
+        return Call("POST", "/feedback-kinds", FeedbackKind.model_validate, json=body)
+
+    @staticmethod
+    def stats(
+        *,
+        by: Literal["version", "environment"] = "version",
+        prompt: str | None = None,
+        environment: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Call[builtins.list[FeedbackStats]]:
+        """Feedback rates per prompt version (or per environment, `by="environment"`), with
+        95% confidence intervals, over logs created at or after `since` and before `until`
+        (naive datetimes are local time)."""
+        params = _compact(
+            by=by,
+            prompt=prompt,
+            environment=environment,
+            since=None if since is None else _aware(since).isoformat(),
+            until=None if until is None else _aware(until).isoformat(),
+        )
+        return Call("GET", "/feedback/stats", _list_of(FeedbackStats), params=params)
+
+
+def _feedback(
+    log_id: str,
+    *,
+    name: str,
+    value: FeedbackValue = None,
+    delay_s: float | None = None,
+    end_user: str | None = None,
+) -> Call[Feedback]:
+    body = _compact(name=name, value=value, delay_s=delay_s, end_user=end_user, source="sdk")
+    return Call("POST", _log_url(log_id, "feedback"), Feedback.model_validate, json=body)
+
+
+def _log_url(log_id: str, *sub: str) -> str:
+    return "/".join(["/logs", quote(log_id, safe=""), *sub])
 
 
 def _call_body(
@@ -392,6 +576,8 @@ def _call_body(
     metadata: Mapping[str, Any] | None,
     trace_id: str | None,
     parent_id: str | None,
+    consent: bool | None,
+    feedback_token: bool,
 ) -> Json:
     return _compact(
         inputs=dict(inputs or {}),
@@ -402,6 +588,8 @@ def _call_body(
         metadata=None if metadata is None else dict(metadata),
         trace_id=trace_id,
         parent_id=parent_id,
+        consent=consent,
+        feedback_token=feedback_token or None,
     )
 
 

@@ -3,7 +3,8 @@
 `_sync(build)` turns a builder into a method that sends the call and returns its result;
 `_async(build)` into one that returns an awaitable. Both keep the builder's signature and
 docstring, so each API call is written once and type-checks the same on both clients.
-`_queued(build)` makes the same method for both: it queues a log for the client's log thread.
+`_queued(build)` makes the same method for both: it queues a log for the client's log thread;
+`_tracking(track)` too: it schedules retention checks on the client's retention thread.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from promptloop.sdk._models import CallResult
 from promptloop.sdk._requests import (
     Call,
     EnvironmentCalls,
+    FeedbackCalls,
     Json,
     LogCalls,
     Pages,
     ProjectCalls,
     PromptCalls,
 )
+from promptloop.sdk._retention import RetentionScheduler, RetentionTracker
 from promptloop.sdk._streams import AsyncCallStream, CallStream, Event
 
 P = ParamSpec("P")
@@ -36,6 +39,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 class _SyncSender(Protocol):
     _log_queue: LogQueue
+    _retention: RetentionScheduler
 
     def _send(self, call: Call[T]) -> T: ...
     def _iterate(self, pages: Pages[M]) -> Iterator[M]: ...
@@ -44,6 +48,7 @@ class _SyncSender(Protocol):
 
 class _AsyncSender(Protocol):
     _log_queue: LogQueue
+    _retention: RetentionScheduler
 
     async def _send(self, call: Call[T]) -> T: ...
     def _iterate(self, pages: Pages[M]) -> AsyncIterator[M]: ...
@@ -135,14 +140,27 @@ def _queued(
     return _like(build, method)
 
 
-def _like(build: Callable[..., Any], method: F) -> F:
-    """Give `method` the builder's name, docstring and signature (plus `self`) for help()."""
+def _tracking(
+    track: Callable[Concatenate[RetentionScheduler, P], RetentionTracker],
+) -> Callable[Concatenate[SyncResource | AsyncResource, P], RetentionTracker]:
+    def method(
+        self: SyncResource | AsyncResource, /, *args: P.args, **kwargs: P.kwargs
+    ) -> RetentionTracker:
+        return track(self._client._retention, *args, **kwargs)
+
+    return _like(track, method, bound=True)
+
+
+def _like(build: Callable[..., Any], method: F, *, bound: bool = False) -> F:
+    """Give `method` the builder's name, docstring and signature (plus `self`) for help();
+    `bound`: the builder is a method of another object, whose `self` is left out."""
     signature = inspect.signature(build)
+    parameters = list(signature.parameters.values())[1 if bound else 0 :]
     self_parameter = inspect.Parameter("self", inspect.Parameter.POSITIONAL_ONLY)
     method.__name__ = build.__name__
     method.__doc__ = build.__doc__
     method.__signature__ = signature.replace(  # type: ignore[attr-defined]
-        parameters=[self_parameter, *signature.parameters.values()],
+        parameters=[self_parameter, *parameters],
         return_annotation=inspect.Signature.empty,
     )
     return method
@@ -195,6 +213,23 @@ class Logs(SyncResource):
         return self._client._log_queue.flush(timeout)
 
 
+class FeedbackResource(SyncResource):
+    """`client.feedback`: votes, actions, corrections and comments on logs; the kinds of
+    feedback the project collects; rates per version; retention tracking."""
+
+    vote = _sync(FeedbackCalls.vote)
+    action = _sync(FeedbackCalls.action)
+    correct = _sync(FeedbackCalls.correct)
+    comment = _sync(FeedbackCalls.comment)
+    give = _sync(FeedbackCalls.give)
+    list = _sync(FeedbackCalls.list)
+    token = _sync(FeedbackCalls.token)
+    kinds = _sync(FeedbackCalls.kinds)
+    declare = _sync(FeedbackCalls.declare)
+    stats = _sync(FeedbackCalls.stats)
+    track_retention = _tracking(RetentionScheduler.track)
+
+
 class AsyncProjects(AsyncResource):
     """`client.projects` of `AsyncClient`; methods as in `Projects`, awaitable."""
 
@@ -241,3 +276,20 @@ class AsyncLogs(AsyncResource):
         """Wait until every log queued so far is sent, or dropped (which is reported); False
         when `timeout` seconds passed first."""
         return await asyncio.to_thread(self._client._log_queue.flush, timeout)
+
+
+class AsyncFeedbackResource(AsyncResource):
+    """`client.feedback` of `AsyncClient`; as `FeedbackResource`, awaitable, with
+    `track_retention` a plain call (it only schedules, so it never waits)."""
+
+    vote = _async(FeedbackCalls.vote)
+    action = _async(FeedbackCalls.action)
+    correct = _async(FeedbackCalls.correct)
+    comment = _async(FeedbackCalls.comment)
+    give = _async(FeedbackCalls.give)
+    list = _async(FeedbackCalls.list)
+    token = _async(FeedbackCalls.token)
+    kinds = _async(FeedbackCalls.kinds)
+    declare = _async(FeedbackCalls.declare)
+    stats = _async(FeedbackCalls.stats)
+    track_retention = _tracking(RetentionScheduler.track)
