@@ -262,3 +262,36 @@ def test_logs_lists_recent_calls(cli) -> None:  # type: ignore[no-untyped-def]
     failed = cli("logs", "--errors").stdout.splitlines()
     assert len(failed) == 1 and "ERROR timeout (504)" in failed[0] and "gpt-4o-mini" in failed[0]
     assert "must look like name=value" in cli("call", "x", "--input", "oops", code=1).stderr
+
+
+def test_feedback_give_list_declare_stats_and_filter(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    headers = {"Authorization": f"Bearer {cli.key}", "Promptloop-Project": cli.project}
+    ids = httpx.post(
+        f"{cli.url}/api/v1/logs/batch",
+        json={"logs": [{"output": "Ships on Monday."}, {"output": "Fine."}]},
+        headers=headers,
+    ).json()["ids"]
+    assert "recorded rating" in cli("feedback", "give", ids[0], "rating", "down").stdout
+    fixed = tmp_path / "fixed.txt"
+    fixed.write_text("Ships on Tuesday.")
+    given = cli("feedback", "give", ids[0], "correction", f"@{fixed}").stdout
+    assert "similarity 0.79" in given
+    assert (
+        "declared stars (vote, number)"
+        in cli(
+            "feedback", "declare", "stars", "--category", "vote", "--min", "1", "--max", "5"
+        ).stdout
+    )
+    cli("feedback", "give", ids[1], "stars", "5", "--end-user", "u-1")
+    assert "takes a number" in cli("feedback", "give", ids[1], "stars", "lots", code=1).stderr
+    assert "from 1 to 5" in cli("feedback", "give", ids[1], "stars", "9", code=1).stderr
+    listed = json.loads(cli("feedback", "list", ids[0], "--json").stdout)
+    assert [f["name"] for f in listed] == ["rating", "correction"]
+    assert [
+        log["id"] for log in json.loads(cli("logs", "--feedback", "down", "--json").stdout)
+    ] == [ids[0]]
+    stats = cli("feedback", "stats").stdout
+    assert "(no prompt) @ -: 2 logs" in stats and "rating" in stats and "up 0/1" in stats
+    kinds = cli("feedback", "kinds").stdout
+    assert "retained" in kinds and "stars" in kinds
+    assert cli("feedback", "token", ids[0]).stdout.startswith("plf_")

@@ -48,8 +48,13 @@ keys_app = typer.Typer(
 users_app = typer.Typer(
     help="Users, managed directly in the server's database.", no_args_is_help=True
 )
+feedback_app = typer.Typer(
+    help="Feedback on logs: give it, read it, declare its kinds, see its rates.",
+    no_args_is_help=True,
+)
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
+app.add_typer(feedback_app, name="feedback")
 DataDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -283,6 +288,13 @@ def logs(
     prompt: Annotated[str | None, typer.Option(help="Only logs of this prompt.")] = None,
     env: EnvOption = None,
     errors: Annotated[bool, typer.Option("--errors", help="Only failed calls.")] = False,
+    feedback: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--feedback",
+            help="up, down, any, none or a feedback kind (copied, correction…); repeatable.",
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many.")] = 20,
     as_json: JsonOption = False,
 ) -> None:
@@ -290,7 +302,12 @@ def logs(
     with _client() as client:
         found = list(
             itertools.islice(
-                client.logs.list(prompt=prompt, environment=env, error=True if errors else None),
+                client.logs.list(
+                    prompt=prompt,
+                    environment=env,
+                    error=True if errors else None,
+                    feedback=feedback or None,
+                ),
                 limit,
             )
         )
@@ -302,6 +319,141 @@ def logs(
             f"{(log.prompt or log.model or '-'):<24} {'ERROR ' + (log.error or '') if log.error else (log.output or '')[:60]!r}"
         ),
     )
+
+
+@feedback_app.command("give")
+def feedback_give(
+    log_id: Annotated[str, typer.Argument(help="The log's id.")],
+    kind: Annotated[str, typer.Argument(help="A feedback kind: rating, copied, correction…")],
+    value: Annotated[
+        str | None,
+        typer.Argument(
+            help="up/down, a number, a choice or text; @file reads a file, - reads stdin."
+        ),
+    ] = None,
+    delay: Annotated[
+        float | None, typer.Option("--delay", help="Actions: seconds after the output.")
+    ] = None,
+    end_user: Annotated[
+        str | None, typer.Option("--end-user", help="The end user who gave it (else: you).")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Give feedback on a log, e.g. `feedback give LOG rating down` or
+    `feedback give LOG correction @fixed.txt`."""
+    with _client() as client:
+        kinds = {k.name: k for k in client.feedback.kinds()}
+        declared = kinds.get(kind)
+        typed = _feedback_value(value, declared.type if declared else None)
+        given = client.feedback.give(log_id, kind, typed, delay_s=delay, end_user=end_user)
+    if as_json:
+        _print_json(given)
+    else:
+        extra = f" · similarity {given.similarity:.2f}" if given.similarity is not None else ""
+        typer.echo(f"recorded {given.name} on {log_id}{extra}")
+
+
+@feedback_app.command("list")
+def feedback_list(
+    log_id: Annotated[str, typer.Argument(help="The log's id.")], as_json: JsonOption = False
+) -> None:
+    """All feedback on a log, oldest first (superseded entries marked)."""
+    with _client() as client:
+        found = client.feedback.list(log_id)
+    _emit(
+        found,
+        as_json,
+        lambda f: (
+            f"{f.created_at:%Y-%m-%d %H:%M:%S}  {f.name:<12} {_short(f.value)!s:<30} "
+            f"{f.end_user or f.reviewer or f.recorded_by}{'' if f.current else '  (superseded)'}"
+        ),
+    )
+
+
+@feedback_app.command("kinds")
+def feedback_kinds(as_json: JsonOption = False) -> None:
+    """The kinds of feedback the project collects."""
+    with _client() as client:
+        found = client.feedback.kinds()
+    _emit(
+        found,
+        as_json,
+        lambda k: f"{k.name:<14} {k.category:<10} {k.type:<8} {k.description or ''}",
+    )
+
+
+@feedback_app.command("declare")
+def feedback_declare(
+    name: Annotated[str, typer.Argument(help="Lowercase name, e.g. stars.")],
+    category: Annotated[str, typer.Option(help="vote, action, correction or comment.")],
+    type_: Annotated[
+        str | None, typer.Option("--type", help="boolean, number, choice or text.")
+    ] = None,
+    minimum: Annotated[float | None, typer.Option("--min", help="Scale minimum.")] = None,
+    maximum: Annotated[float | None, typer.Option("--max", help="Scale maximum.")] = None,
+    choices: Annotated[
+        list[str] | None, typer.Option("--choice", help="An allowed choice (repeatable).")
+    ] = None,
+    lower_is_better: Annotated[
+        bool, typer.Option("--lower-is-better", help="Down (or a lower value) is good.")
+    ] = False,
+    description: Annotated[str | None, typer.Option(help="What it means.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Declare a kind of feedback, e.g. `feedback declare stars --category vote --min 1 --max 5`."""
+    with _client() as client:
+        kind = client.feedback.declare(
+            name,
+            category,
+            type=type_,
+            choices=choices or None,
+            minimum=minimum,
+            maximum=maximum,
+            higher_is_better=not lower_is_better,
+            description=description,
+        )
+    if as_json:
+        _print_json(kind)
+    else:
+        typer.echo(f"declared {kind.name} ({kind.category}, {kind.type})")
+
+
+@feedback_app.command("stats")
+def feedback_stats(
+    prompt: Annotated[str | None, typer.Option(help="Only logs of this prompt.")] = None,
+    env: EnvOption = None,
+    by: Annotated[str, typer.Option(help="version or environment.")] = "version",
+    as_json: JsonOption = False,
+) -> None:
+    """Feedback rates per version (or environment), with counts and 95% intervals."""
+    with _client() as client:
+        groups = client.feedback.stats(by=by, prompt=prompt, environment=env)
+    if as_json:
+        _print_json(groups)
+        return
+    for group in groups:
+        where = group.version if by == "version" else group.environment
+        typer.echo(f"{group.prompt or '(no prompt)'} @ {where or '-'}: {group.logs} logs")
+        for k in group.kinds:
+            line = f"  {k.name:<12} {k.logs:>6} logs  {_percent(k.rate)}"
+            if k.up_share is not None:
+                line += f"  up {k.up}/{k.up + k.down} = {_percent(k.up_share)}"
+            if k.mean_similarity is not None:
+                line += f"  similarity {k.mean_similarity:.2f}"
+            typer.echo(line)
+
+
+@feedback_app.command("token")
+def feedback_token(
+    log_id: Annotated[str, typer.Argument(help="The log's id.")], as_json: JsonOption = False
+) -> None:
+    """A token a browser can use to give feedback on this log alone, until it expires."""
+    with _client() as client:
+        issued = client.feedback.token(log_id)
+    if as_json:
+        _print_json(issued)
+    else:
+        typer.echo(issued.token)
 
 
 @keys_app.command("create")
@@ -390,6 +542,36 @@ def _pairs(items: list[str]) -> dict[str, str]:
             _fail(f"--input {item!r} must look like name=value.")
         values[name] = value
     return values
+
+
+def _feedback_value(value: str | None, type_: str | None) -> Any:
+    """The CLI's text argument as the value a kind of this type takes."""
+    if value is None:
+        return None
+    if value == "-":
+        value = sys.stdin.read()
+    elif value.startswith("@"):
+        try:
+            value = Path(value[1:]).read_text()
+        except OSError as exc:
+            _fail(f"Cannot read {value[1:]}: {exc.strerror}.")
+    if type_ == "number":
+        try:
+            number = float(value)
+        except ValueError:
+            _fail(f"This kind takes a number, not {value!r}.")
+        return int(number) if number.is_integer() else number
+    return value
+
+
+def _short(value: Any) -> Any:
+    return value[:27] + "…" if isinstance(value, str) and len(value) > 28 else value
+
+
+def _percent(interval: Any) -> str:
+    if interval.value is None:
+        return "-"
+    return f"{interval.value:.0%} [{interval.low:.0%}, {interval.high:.0%}]"
 
 
 def _fail(message: str) -> NoReturn:
