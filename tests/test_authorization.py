@@ -49,6 +49,8 @@ B_EMAIL = "bob-only-b@example.com"
 B_PROVIDER = "b-only-provider"
 B_LOG = "b-secret-log-0001"
 READ_LOG = "authz-read-log-0001"
+READ_DATASET = "authz-read/examples"  # a dataset of A with one version
+B_DATASET = "secret-b/examples"
 FAKE_KERNEL = {"provider": "fake", "model": "fake-1"}  # tests/fakes.py, registered per module
 
 
@@ -184,6 +186,13 @@ def build_world(settings: Settings) -> Iterator[World]:
             ),
             201,
         )
+        ok(
+            b_admin.post(
+                f"{BASE}/datasets/{B_DATASET}/-/versions",
+                json={"datapoints": [{"inputs": {"x": B_CONTENT}, "target": B_CONTENT}]},
+            ),
+            201,
+        )
 
         ok(
             admin.post(f"{BASE}/members", json={"email": "alice-a@example.com", "role": "member"}),
@@ -213,6 +222,13 @@ def build_world(settings: Settings) -> Iterator[World]:
             admin.post(
                 f"{BASE}/logs",
                 json={"id": READ_LOG, "prompt": READ_PATH, "output": "read log output"},
+            ),
+            201,
+        )
+        ok(
+            admin.post(
+                f"{BASE}/datasets/{READ_DATASET}/-/versions",
+                json={"datapoints": [{"inputs": {"x": "read datapoint"}, "target": "read target"}]},
             ),
             201,
         )
@@ -381,6 +397,7 @@ class Attempt:
     body: Any
     unchanged: Callable[[], None] = _nothing
     applied: Callable[[Response], None] = lambda _response: None
+    files: Any = None  # a multipart upload, sent instead of a JSON body
 
 
 @dataclass(frozen=True)
@@ -809,7 +826,76 @@ def set_content_capture(w: World, tag: str) -> Attempt:
     )
 
 
+def dataset_versions(w: World, name: str) -> list[str]:
+    response = w.admin.get(f"{BASE}/datasets/{name}/-/versions")
+    if response.status_code == 404:
+        return []
+    return [v["id"] for v in ok(response)["data"]]
+
+
+def save_dataset_version(w: World, tag: str) -> Attempt:
+    name = f"authz/{tag}/dataset"
+
+    def unchanged() -> None:
+        assert dataset_versions(w, name) == []
+
+    def applied(response: Response) -> None:
+        assert response.status_code == 201
+        assert dataset_versions(w, name) == [response.json()["id"]]
+
+    body = {"datapoints": [{"inputs": {"q": tag}, "target": "t"}]}
+    return Attempt(f"{BASE}/datasets/{name}/-/versions", body, unchanged, applied)
+
+
+def edit_dataset(w: World, tag: str) -> Attempt:
+    name = f"authz/{tag}/edited"
+    url = f"{BASE}/datasets/{name}/-/versions"
+    first = ok(w.admin.post(url, json={"datapoints": [{"inputs": {"q": tag}}]}), 201)["id"]
+
+    def unchanged() -> None:
+        assert dataset_versions(w, name) == [first]
+
+    def applied(response: Response) -> None:
+        assert response.json()["source"] == "edit"
+        assert dataset_versions(w, name) == [response.json()["id"], first]
+
+    body = {"base": first, "add": [{"inputs": {"q": "added"}}]}
+    return Attempt(url, body, unchanged, applied)
+
+
+def upload_dataset(w: World, tag: str) -> Attempt:
+    name = f"authz/{tag}/uploaded"
+
+    def unchanged() -> None:
+        assert dataset_versions(w, name) == []
+
+    def applied(response: Response) -> None:
+        assert response.json()["source"] == "upload"
+        assert dataset_versions(w, name) == [response.json()["id"]]
+
+    files = {"file": ("data.csv", f"q,target\n{tag},t\n".encode())}
+    return Attempt(f"{BASE}/datasets/{name}/-/upload", None, unchanged, applied, files=files)
+
+
+def dataset_from_logs(w: World, tag: str) -> Attempt:
+    # From the read log: a log made per attempt would push it off the first page of /logs.
+    name = f"authz/{tag}/from-logs"
+
+    def unchanged() -> None:
+        assert dataset_versions(w, name) == []
+
+    def applied(response: Response) -> None:
+        assert response.json()["source"] == "logs"
+        points = ok(w.admin.get(f"{BASE}/datasets/{name}/-/versions/latest/datapoints"))
+        [point] = points["data"]
+        assert ok(w.admin.get(f"{BASE}/logs/{point['log_id']}"))["prompt"] == READ_PATH
+
+    body = {"filters": {"prompt": READ_PATH}, "limit": 1}
+    return Attempt(f"{BASE}/datasets/{name}/-/from-logs", body, unchanged, applied)
+
+
 DEPLOY = f"{BASE}/prompts/{{path:path}}/-/deployments/{{environment}}"
+DATASET_ROUTE = f"{BASE}/datasets/{{name:path}}"
 ROLLBACK = f"{BASE}/prompts/{{path:path}}/-/deployments/{{environment}}/rollback"
 
 CASES = (
@@ -926,6 +1012,22 @@ CASES = (
         feedback_token,
     ),
     Case(
+        "save-dataset-version",
+        "POST",
+        f"{DATASET_ROUTE}/-/versions",
+        at_least("member"),
+        save_dataset_version,
+    ),
+    Case("edit-dataset", "POST", f"{DATASET_ROUTE}/-/versions", at_least("member"), edit_dataset),
+    Case("upload-dataset", "POST", f"{DATASET_ROUTE}/-/upload", at_least("member"), upload_dataset),
+    Case(
+        "dataset-from-logs",
+        "POST",
+        f"{DATASET_ROUTE}/-/from-logs",
+        at_least("member"),
+        dataset_from_logs,
+    ),
+    Case(
         "set-content-capture",
         "PATCH",
         f"{BASE}/projects/{{name}}",
@@ -979,7 +1081,9 @@ def test_mutation_matrix(
 ) -> None:
     w: World = request.getfixturevalue(f"world_{backend}")
     attempt = case.setup(w, uuid.uuid4().hex[:10])
-    response = w.callers[caller].request(case.method, attempt.url, json=attempt.body)
+    response = w.callers[caller].request(
+        case.method, attempt.url, json=attempt.body, files=attempt.files
+    )
     outcome = expected(case, CALLERS[caller])
     if outcome is ALLOWED:
         assert 200 <= response.status_code < 300, response.text
@@ -1027,6 +1131,10 @@ def test_matrix_table_is_the_documented_policy() -> None:
         "create-feedback-kind": "member",
         "give-feedback": "member",
         "feedback-token": "member",
+        "save-dataset-version": "member",
+        "edit-dataset": "member",
+        "upload-dataset": "member",
+        "dataset-from-logs": "member",
         "set-content-capture": "admin",
         "create-project": "viewer",  # any signed-in user; never an API key
     }
@@ -1163,7 +1271,7 @@ READS = (
     Read(
         "audit",
         f"{BASE}/audit",
-        lambda w: f"{BASE}/audit",
+        lambda w: f"{BASE}/audit?limit=200",  # the matrix's writes come after the keys' events
         lowest="admin",
         shows=lambda w: "api_key.create",
     ),
@@ -1240,6 +1348,45 @@ READS = (
         f"{PROMPT}/-/history",
         lambda w: f"{BASE}/prompts/{READ_PATH}/-/history",
         shows=lambda w: w.read_versions[1],
+    ),
+    Read(
+        "datasets", f"{BASE}/datasets", lambda w: f"{BASE}/datasets", shows=lambda w: READ_DATASET
+    ),
+    Read(
+        "dataset",
+        DATASET_ROUTE,
+        lambda w: f"{BASE}/datasets/{READ_DATASET}",
+        shows=lambda w: READ_DATASET,
+    ),
+    Read(
+        "dataset-versions",
+        f"{DATASET_ROUTE}/-/versions",
+        lambda w: f"{BASE}/datasets/{READ_DATASET}/-/versions",
+        shows=lambda w: READ_DATASET,
+    ),
+    Read(
+        "dataset-version",
+        f"{DATASET_ROUTE}/-/versions/{{version}}",
+        lambda w: f"{BASE}/datasets/{READ_DATASET}/-/versions/latest",
+        shows=lambda w: READ_DATASET,
+    ),
+    Read(
+        "datapoints",
+        f"{DATASET_ROUTE}/-/versions/{{version}}/datapoints",
+        lambda w: f"{BASE}/datasets/{READ_DATASET}/-/versions/latest/datapoints",
+        shows=lambda w: "read datapoint",
+    ),
+    Read(
+        "dataset-download-jsonl",
+        f"{DATASET_ROUTE}/-/versions/{{version}}/download",
+        lambda w: f"{BASE}/datasets/{READ_DATASET}/-/versions/latest/download",
+        shows=lambda w: "read datapoint",
+    ),
+    Read(
+        "dataset-download-csv",
+        f"{DATASET_ROUTE}/-/versions/{{version}}/download",
+        lambda w: f"{BASE}/datasets/{READ_DATASET}/-/versions/latest/download?format=csv",
+        shows=lambda w: "read target",
     ),
 )
 
@@ -1325,6 +1472,7 @@ def b_secrets(w: World) -> dict[str, str]:
         "provider": B_PROVIDER,
         "provider-secret": "sk-b-only",
         "key-prefix": w.b.key_prefix,
+        "dataset": B_DATASET,
     }
 
 
@@ -1350,6 +1498,7 @@ def b_unchanged(w: World) -> None:
     assert [p["path"] for p in ok(b.get(f"{BASE}/prompts"))["data"]] == [B_PATH]
     assert ok(b.get(f"{BASE}/logs/{B_LOG}"))["output"] == f"{B_CONTENT} log"
     assert [log["id"] for log in ok(b.get(f"{BASE}/logs"))["data"]] == [B_LOG]
+    assert len(ok(b.get(f"{BASE}/datasets/{B_DATASET}/-/versions"))["data"]) == 1
 
 
 def route_sample(method: str, route: str, w: World) -> tuple[str, Any]:
@@ -1357,6 +1506,8 @@ def route_sample(method: str, route: str, w: World) -> tuple[str, Any]:
     v = w.b.versions[1]
     params = {
         "{path:path}": B_PATH,
+        "{name:path}": B_DATASET,
+        "{version}": "latest",
         "{environment}": "production",
         "{name}": "production",
         "{email}": B_EMAIL,
@@ -1398,6 +1549,8 @@ def route_sample(method: str, route: str, w: World) -> tuple[str, Any]:
         ("PATCH", f"{BASE}/members/{{email}}"): {"role": "viewer"},
         ("POST", f"{BASE}/feedback-kinds"): {"name": "guessed", "category": "vote"},
         ("POST", f"{BASE}/logs/{{log_id}}/feedback"): {"name": "rating", "value": "down"},
+        ("POST", f"{DATASET_ROUTE}/-/versions"): {"datapoints": [{"inputs": {"x": "guess"}}]},
+        ("POST", f"{DATASET_ROUTE}/-/from-logs"): {},
     }
     return url + query.get(route, "") if method == "GET" else url, bodies.get((method, route))
 
@@ -1468,6 +1621,9 @@ def test_guessing_b_identifiers_from_a(world_sqlite: World) -> None:
         ("POST", f"{BASE}/logs/batch", {"logs": [{"prompt": B_PATH, "output": "x"}]}),
         ("POST", f"{theirs}/-/call", {"inputs": {"x": "1"}}),
         ("POST", f"{theirs}/-/call", {"inputs": {"x": "1"}, "version": b1}),
+        ("GET", f"{BASE}/datasets/{B_DATASET}", None),
+        ("GET", f"{BASE}/datasets/{B_DATASET}/-/versions/latest/download", None),
+        ("POST", f"{BASE}/datasets/{B_DATASET}/-/versions", {"base": "latest"}),
     ]
     for ref in (b2, b2[:8], b2[:4]):
         attempts += [
@@ -1496,6 +1652,7 @@ def test_guessing_b_identifiers_from_a(world_sqlite: World) -> None:
         f"{BASE}/audit/export",
         f"{BASE}/logs?limit=200",
         f"{BASE}/logs?source=api&limit=200",
+        f"{BASE}/datasets",
     ):
         response = a.get(url)
         assert response.status_code == 200, response.text

@@ -16,6 +16,7 @@ from promptloop.api.routes import (
     audit,
     auth,
     calls,
+    datasets,
     deployments,
     feedback,
     gateway,
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         calls.router,
         prompts.router,
         deployments.router,
+        datasets.router,
         prompts.prompt_router,
     ):
         api.include_router(router)
