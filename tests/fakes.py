@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
@@ -20,14 +21,19 @@ from promptloop.providers.registry import plugin_manager
 
 
 class FakeProvider:
-    """Answers with queued texts (or errors); records every request it got."""
+    """Answers with queued texts (or errors), else with `respond(request)` when given, else
+    "ok"; waits `delay` seconds first; records every request it got."""
 
     name: ClassVar[str] = "fake"
     needs_key: ClassVar[bool] = False
 
-    def __init__(self) -> None:
+    def __init__(
+        self, respond: Callable[[ChatRequest], str] | None = None, delay: float = 0.0
+    ) -> None:
         self.answers: list[str | ProviderError] = []
         self.requests: list[tuple[ChatRequest, Credentials]] = []
+        self.respond = respond
+        self.delay = delay
 
     def queue(self, *answers: str | ProviderError) -> None:
         self.answers.extend(answers)
@@ -37,12 +43,17 @@ class FakeProvider:
 
     def _next(self, request: ChatRequest, credentials: Credentials) -> str:
         self.requests.append((request, credentials))
-        answer = self.answers.pop(0) if self.answers else "ok"
+        if self.answers:
+            answer = self.answers.pop(0)
+        else:
+            answer = self.respond(request) if self.respond else "ok"
         if isinstance(answer, ProviderError):
             raise answer
         return answer
 
     async def complete(self, request: ChatRequest, credentials: Credentials) -> Completion:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         text = self._next(request, credentials)
         return Completion(
             output=text, finish_reason="stop", usage=_usage(request, text), model=request.model

@@ -73,6 +73,17 @@ class Settings(BaseSettings):
         description="Token-authenticated feedback requests allowed per minute, per address and "
         "per log.",
     )
+    worker: bool = Field(
+        default=True,
+        description="Run the background-job worker (evaluation runs) inside `promptloop serve`. "
+        "Turn off on API replicas when `promptloop worker` processes run elsewhere.",
+    )
+    job_stale_after_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds without a heartbeat after which a running job is taken over by "
+        "another worker (its own worker died); it resumes without repeating finished work.",
+    )
     public_url: str | None = Field(
         default=None,
         description="Base URL users reach the server at, for links it prints (default: http://host:port).",

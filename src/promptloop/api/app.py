@@ -18,6 +18,7 @@ from promptloop.api.routes import (
     calls,
     datasets,
     deployments,
+    evaluations,
     feedback,
     gateway,
     health,
@@ -30,18 +31,13 @@ from promptloop.api.routes import (
 )
 from promptloop.providers import local as local_provider
 from promptloop.providers.registry import providers
+from promptloop.runtime import Runtime
 from promptloop.services import catalogue
 from promptloop.services import feedback as feedback_kinds
 from promptloop.services.auth import first_admin_link
-from promptloop.services.calls import Caller
-from promptloop.services.catalogue import Prices
-from promptloop.services.logs import Logger
 from promptloop.services.projects import ensure_project, list_all_projects
 from promptloop.services.ratelimit import RateLimiter
-from promptloop.services.secrets import SecretBox
 from promptloop.settings import Settings
-from promptloop.store.db import Database
-from promptloop.store.logs import SqlLogStore
 from promptloop.ui import pages
 
 API_PREFIX = "/api/v1"
@@ -53,12 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        local_provider.configure(models_dir=settings.data_dir / "models")
+        runtime = Runtime.build(settings)
         if settings.warm_local_model:
             local_provider.provider.warm()
-        db = Database(settings.resolved_database_url(), pool_size=settings.database_pool_size)
-        db.migrate()
-        with db.session(write=True) as session:
+        with runtime.db.session(write=True) as session:
             project = ensure_project(session, name=settings.default_project)
             token = first_admin_link(session, project=project)
             catalogue.seed(session, [m for p in providers().values() for m in p.models()])
@@ -66,18 +60,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 feedback_kinds.seed_kinds(session, project=each)
         if token:
             _announce_first_admin(urls.sign_in_link(settings.base_url(), token))
-        app.state.db = db
-        app.state.secret_box = SecretBox.load(
-            configured=settings.secret_key, data_dir=settings.data_dir
-        )
-        app.state.logger = Logger(SqlLogStore(db), Prices(db))
-        app.state.caller = Caller(db, app.state.logger, app.state.secret_box)
+        app.state.db = runtime.db
+        app.state.secret_box = runtime.secret_box
+        app.state.logger = runtime.logger
+        app.state.caller = runtime.caller
+        app.state.executor = runtime.executor
+        app.state.wake_worker = runtime.worker.wake
+        if settings.worker:
+            runtime.worker.start()
         try:
             yield
         finally:
-            await _close_providers()
-            app.state.logger.close()
-            db.dispose()
+            await runtime.close()
 
     app = FastAPI(
         title="promptloop",
@@ -108,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         prompts.router,
         deployments.router,
         datasets.router,
+        evaluations.router,
         prompts.prompt_router,
     ):
         api.include_router(router)
@@ -118,14 +113,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/static", StaticFiles(directory=Path(pages.__file__).parent / "static"), name="static"
     )
     return app
-
-
-async def _close_providers() -> None:
-    """Close providers' HTTP clients (those that keep any) while their event loop still runs."""
-    for provider in providers().values():
-        close = getattr(provider, "aclose", None)
-        if close is not None:
-            await close()
 
 
 def _announce_first_admin(link: str) -> None:

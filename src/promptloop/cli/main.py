@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -33,6 +34,25 @@ app = typer.Typer(
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 EnvOption = Annotated[str | None, typer.Option("--env", help="Environment, e.g. production.")]
+
+
+class Category(StrEnum):
+    vote = "vote"
+    action = "action"
+    correction = "correction"
+    comment = "comment"
+
+
+class ValueType(StrEnum):
+    boolean = "boolean"
+    number = "number"
+    choice = "choice"
+    text = "text"
+
+
+class Grouping(StrEnum):
+    version = "version"
+    environment = "environment"
 
 
 class _State:
@@ -96,6 +116,13 @@ def serve(
             "--data-dir", help="Data folder [default: PROMPTLOOP_DATA_DIR or ~/.promptloop]."
         ),
     ] = None,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Run background jobs (evaluation runs) in this process [default: on].",
+        ),
+    ] = True,
 ) -> None:
     """Run the server: API on /api/v1, database migrated on start."""
     import uvicorn
@@ -104,6 +131,8 @@ def serve(
     from promptloop.settings import Settings
 
     overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
+    if not worker:
+        overrides["worker"] = False
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     where = (
         settings.database_url and "the configured database"
@@ -112,6 +141,19 @@ def serve(
         f"promptloop serving on http://{settings.host}:{settings.port} (data: {where})", err=True
     )
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+
+
+@app.command("worker")
+def worker_command(data_dir: DataDirOption = None) -> None:
+    """Run background jobs (evaluation runs) against the configured database, beside servers
+    started with --no-worker or on other machines."""
+    import asyncio
+    import logging
+
+    from promptloop.runtime import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    asyncio.run(run_worker(_settings(data_dir)))
 
 
 @app.command()
@@ -385,10 +427,8 @@ def feedback_kinds(as_json: JsonOption = False) -> None:
 @feedback_app.command("declare")
 def feedback_declare(
     name: Annotated[str, typer.Argument(help="Lowercase name, e.g. stars.")],
-    category: Annotated[str, typer.Option(help="vote, action, correction or comment.")],
-    type_: Annotated[
-        str | None, typer.Option("--type", help="boolean, number, choice or text.")
-    ] = None,
+    category: Annotated[Category, typer.Option(help="What kind of feedback it is.")],
+    type_: Annotated[ValueType | None, typer.Option("--type", help="What its values are.")] = None,
     minimum: Annotated[float | None, typer.Option("--min", help="Scale minimum.")] = None,
     maximum: Annotated[float | None, typer.Option("--max", help="Scale maximum.")] = None,
     choices: Annotated[
@@ -404,8 +444,8 @@ def feedback_declare(
     with _client() as client:
         kind = client.feedback.declare(
             name,
-            category,
-            type=type_,
+            category.value,
+            type=type_.value if type_ else None,
             choices=choices or None,
             minimum=minimum,
             maximum=maximum,
@@ -422,17 +462,19 @@ def feedback_declare(
 def feedback_stats(
     prompt: Annotated[str | None, typer.Option(help="Only logs of this prompt.")] = None,
     env: EnvOption = None,
-    by: Annotated[str, typer.Option(help="version or environment.")] = "version",
+    by: Annotated[
+        Grouping, typer.Option(help="Group by version or environment.")
+    ] = Grouping.version,
     as_json: JsonOption = False,
 ) -> None:
     """Feedback rates per version (or environment), with counts and 95% intervals."""
     with _client() as client:
-        groups = client.feedback.stats(by=by, prompt=prompt, environment=env)
+        groups = client.feedback.stats(by=by.value, prompt=prompt, environment=env)
     if as_json:
         _print_json(groups)
         return
     for group in groups:
-        where = group.version if by == "version" else group.environment
+        where = group.version if by is Grouping.version else group.environment
         typer.echo(f"{group.prompt or '(no prompt)'} @ {where or '-'}: {group.logs} logs")
         for k in group.kinds:
             line = f"  {k.name:<12} {k.logs:>6} logs  {_percent(k.rate)}"

@@ -39,6 +39,7 @@ class Permission(enum.Enum):
     read = (Role.viewer, "read this project")
     edit = (Role.member, "change prompts, feedback kinds, datasets and evaluators in this project")
     write_logs = (Role.member, "log, call models or give feedback")
+    write_code = (Role.developer, "save code evaluators (their code runs on the server)")
     deploy = (Role.member, "deploy")  # to unprotected environments
     deploy_protected = (Role.developer, "deploy to a protected environment")
     manage_environments = (Role.developer, "manage environments")

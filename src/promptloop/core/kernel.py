@@ -136,12 +136,13 @@ def canonical_json(kernel: Kernel) -> str:
     Unset (None) options and empty collections are dropped, so adding a new optional field to
     the kernel later does not change the hash of any existing version.
     """
-    return json.dumps(
-        _prune(kernel.model_dump(mode="json")),
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-    )
+    return canonical(kernel.model_dump(mode="json"))
+
+
+def canonical(value: Any) -> str:
+    """Sorted-key JSON of `value` without None options or empty collections: the text that
+    content-addressed versions (prompts, evaluators) hash."""
+    return json.dumps(_prune(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def content_hash(kernel: Kernel) -> str:
