@@ -222,6 +222,7 @@ MALFORMED = [
     pytest.param(b'{"q": "a"}\n{"q": NaN}\n', "d.jsonl", 2, "NaN", id="nan"),
     pytest.param(b'{"inputs": 3}\n', "d.jsonl", 1, "'inputs' must be an object", id="inputs"),
     pytest.param(b"q,target\na,b\nc,d,e\n", "d.csv", 3, "3 fields", id="column-count"),
+    pytest.param(b'q,t\na,"two\nlines"\nc\n', "d.csv", 4, "1 fields", id="after-multiline"),
     pytest.param(b"q,messages\na,[oops\n", "d.csv", 2, "'messages' cell", id="messages-json"),
     pytest.param(b'q,messages\na,"[1]"\n', "d.csv", 2, "list of chat messages", id="messages"),
     pytest.param(b"q,target\na,b\n\xff\xfe,c\n", "d.csv", 3, "not UTF-8", id="not-utf8"),
@@ -261,6 +262,14 @@ def test_a_bad_file_leaves_an_existing_dataset_as_it_was_and_lists_twenty_proble
         "invalid_input",
         "form field 'file'",
     )
+
+
+def test_an_upload_over_the_body_limit_is_refused(client: TestClient, server: Server) -> None:
+    limit = server.settings.max_body_bytes
+    line = json.dumps({"q": "x" * 1000}) + "\n"
+    too_big = line * (limit // len(line) + 1)
+    assert_error(upload(client, "huge", too_big), 413, "body_too_large")
+    assert_error(client.get(f"{DATASETS}/huge"), 404, "not_found")
 
 
 def log(client: TestClient, **body: Any) -> str:

@@ -152,10 +152,7 @@ def parse_file(data: bytes, *, fmt: str) -> list[DatapointSpec]:
     datapoints: list[DatapointSpec] = []
     try:
         text = _decoded(data)
-        rows = _csv_rows(text) if fmt == "csv" else _jsonl_rows(text)
-        last_line = 1
-        for line, parsed in rows:
-            last_line = line
+        for line, parsed in _csv_rows(text) if fmt == "csv" else _jsonl_rows(text):
             if isinstance(parsed, str):
                 problems.append(Problem(line, parsed))
             elif len(datapoints) == MAX_DATAPOINTS:
@@ -164,17 +161,14 @@ def parse_file(data: bytes, *, fmt: str) -> list[DatapointSpec]:
                 )
             else:
                 datapoints.append(parsed)
-        if not datapoints and not problems:
-            what = "a header row but no rows" if fmt == "csv" else "no datapoints"
-            raise _Refused(Problem(last_line + (fmt == "csv"), f"the file has {what}"))
     except _Refused as refused:
         problems.append(refused.problem)
     if problems:
-        raise upload_error(problems)
+        raise _upload_error(problems)
     return datapoints
 
 
-def upload_error(problems: Sequence[Problem]) -> InvalidInput:
+def _upload_error(problems: Sequence[Problem]) -> InvalidInput:
     first = min(problems, key=lambda p: p.line)
     ordered = sorted(problems, key=lambda p: p.line)
     more = (
@@ -271,24 +265,25 @@ def _csv_rows(text: str) -> Iterable[tuple[int, DatapointSpec | str]]:
     reader = csv.reader(io.StringIO(text, newline=""))
     header: list[str] | None = None
     columns: list[tuple[str, str]] = []
-    start = 1
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            raise _Refused(Problem(reader.line_num, f"not readable as CSV: {exc}")) from None
-        line, start = start, reader.line_num + 1
-        if not row or row == [""]:
-            continue
-        if header is None:
-            header, columns = row, _columns(row, line)
-            continue
-        if len(row) != len(header):
-            yield line, f"{len(row)} fields where the header has {len(header)}"
-            continue
-        yield line, _from_row(row, columns)
+    header_line = start = 1
+    rows = 0
+    try:
+        for row in reader:
+            line, start = start, reader.line_num + 1  # a quoted cell may span lines
+            if not row or row == [""]:
+                continue
+            if header is None:
+                header, header_line, columns = row, line, _columns(row, line)
+                continue
+            rows += 1
+            if len(row) != len(header):
+                yield line, f"{len(row)} fields where the header has {len(header)}"
+            else:
+                yield line, _from_row(row, columns)
+    except csv.Error as exc:
+        raise _Refused(Problem(reader.line_num, f"not readable as CSV: {exc}")) from None
+    if not rows:
+        raise _Refused(Problem(header_line + 1, "the file has a header row but no rows"))
 
 
 def _columns(header: list[str], line: int) -> list[tuple[str, str]]:

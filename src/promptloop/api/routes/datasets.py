@@ -157,9 +157,28 @@ async def upload(
     return _saved(saved, response)
 
 
-def _save_upload(ctx: RequestContext, *, name: str, **upload: Any) -> SavedVersion:
+def _save_upload(
+    ctx: RequestContext,
+    *,
+    name: str,
+    data: bytes | None,
+    filename: str | None,
+    fmt: str | None,
+    message: str | None,
+    description: str | None,
+) -> SavedVersion:
     with ctx.transaction(write=True) as (session, project, actor):
-        return datasets.upload(session, actor=actor, project=project, name=name, **upload)
+        return datasets.upload(
+            session,
+            actor=actor,
+            project=project,
+            name=name,
+            data=data,
+            filename=filename,
+            fmt=fmt,
+            message=message,
+            description=description,
+        )
 
 
 @router.post(
