@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -51,6 +52,11 @@ B_LOG = "b-secret-log-0001"
 READ_LOG = "authz-read-log-0001"
 READ_DATASET = "authz-read/examples"  # a dataset of A with one version
 B_DATASET = "secret-b/examples"
+READ_EVAL_PATH = "authz-read/eval"  # a prompt of A (fake model): v1 in production, v2 evaluated
+READ_EVALUATOR = "authz-read-exact"  # a builtin evaluator of A
+READ_REVIEW = "authz-read-review"  # a human evaluator of A (its judgments stay pending)
+B_EVALUATOR = "secret-b-exact"
+RUN_FINISHED = frozenset({"completed", "failed", "cancelled"})
 FAKE_KERNEL = {"provider": "fake", "model": "fake-1"}  # tests/fakes.py, registered per module
 
 
@@ -91,6 +97,7 @@ class BData:
     key_id: int
     key_prefix: str
     versions: tuple[str, str]
+    run: str  # a finished local run of B, with a control
     member_email: str = B_EMAIL
     provider: str = B_PROVIDER
     log: str = B_LOG
@@ -105,6 +112,7 @@ class World:
     browser: TestClient  # signed-in server admin, with CSRF header
     callers: dict[str, TestClient]
     read_versions: tuple[str, str]
+    read_run: str  # a finished evaluation run of READ_EVAL_PATH, with a control
     b: BData
     secrets: dict[str, str] = field(default_factory=dict)
 
@@ -115,6 +123,32 @@ class World:
 def ok(response: Response, *statuses: int) -> Any:
     assert response.status_code in (statuses or (200,)), response.text
     return response.json() if response.content else None
+
+
+def wait_for_run(client: TestClient, run_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    """The run once it has finished (runs execute in the background)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run: dict[str, Any] = ok(client.get(f"{BASE}/evaluations/{run_id}"))
+        if run["status"] in RUN_FINISHED:
+            return run
+        assert time.monotonic() < deadline, f"run {run_id} did not finish: {run}"
+        time.sleep(0.05)
+
+
+def start_local(client: TestClient, body: dict[str, Any], *, picked_up: bool = True) -> str:
+    """Start a local run; with `picked_up`, wait until the worker has started it, which a run
+    must be before it is finished. (Finished sooner, it stays `running` for ever: the worker's
+    start overwrites `finishing`.)"""
+    run_id: str = ok(client.post(f"{BASE}/evaluations", json={**body, "mode": "local"}), 202)["id"]
+    if not picked_up:
+        return run_id
+    deadline = time.monotonic() + 30.0
+    while (status := ok(client.get(f"{BASE}/evaluations/{run_id}"))["status"]) == "queued":
+        assert time.monotonic() < deadline, f"local run {run_id} was not picked up"
+        time.sleep(0.02)
+    assert status == "running", status
+    return run_id
 
 
 def new_key(
@@ -193,6 +227,24 @@ def build_world(settings: Settings) -> Iterator[World]:
             ),
             201,
         )
+        ok(
+            b_admin.post(
+                f"{BASE}/evaluators/{B_EVALUATOR}/-/versions",
+                json={"kind": "builtin", "builtin": "exact_match"},
+            ),
+            201,
+        )
+        b_run = start_local(
+            b_admin,
+            {
+                "dataset": B_DATASET,
+                "candidates": [{"label": "b-one"}, {"label": "b-two"}],
+                "evaluators": [B_EVALUATOR],
+                "control": 0,
+            },
+        )
+        ok(b_admin.post(f"{BASE}/evaluations/{b_run}/finish"))  # no outputs: nothing logged
+        assert wait_for_run(b_admin, b_run)["status"] == "completed"
 
         ok(
             admin.post(f"{BASE}/members", json={"email": "alice-a@example.com", "role": "member"}),
@@ -232,6 +284,41 @@ def build_world(settings: Settings) -> Iterator[World]:
             ),
             201,
         )
+        # A finished evaluation run of A, with a control and a human evaluator left pending.
+        eval_versions = [
+            ok(
+                admin.post(
+                    f"{BASE}/prompts/{READ_EVAL_PATH}/-/versions",
+                    json=kernel_body(f"Eval v{i} {{{{ x }}}}", **FAKE_KERNEL),
+                ),
+                201,
+            )["id"]
+            for i in (1, 2)
+        ]
+        ok(
+            admin.put(
+                f"{BASE}/prompts/{READ_EVAL_PATH}/-/deployments/production",
+                json={"version": eval_versions[0]},
+            )
+        )
+        for name, spec in (
+            (READ_EVALUATOR, {"kind": "builtin", "builtin": "exact_match"}),
+            (READ_REVIEW, {"kind": "human", "returns": "number"}),
+        ):
+            ok(admin.post(f"{BASE}/evaluators/{name}/-/versions", json=spec), 201)
+        read_run = ok(
+            admin.post(
+                f"{BASE}/evaluations",
+                json={
+                    "dataset": READ_DATASET,
+                    "candidates": [{"prompt": READ_EVAL_PATH, "version": eval_versions[1]}],
+                    "evaluators": [READ_EVALUATOR, READ_REVIEW],
+                    "name": "authz-read-run",
+                },
+            ),
+            202,
+        )["id"]
+        assert wait_for_run(admin, read_run)["status"] == "completed"
 
         assert set(callers) == set(CALLERS)
         yield World(
@@ -242,11 +329,13 @@ def build_world(settings: Settings) -> Iterator[World]:
             browser=browser,
             callers=callers,
             read_versions=(read_versions[0], read_versions[1]),
+            read_run=read_run,
             b=BData(
                 admin=b_admin,
                 key_id=b_key["id"],
                 key_prefix=b_key["prefix"],
                 versions=(b_versions[0], b_versions[1]),
+                run=b_run,
             ),
             secrets=secrets,
         )
@@ -894,8 +983,192 @@ def dataset_from_logs(w: World, tag: str) -> Attempt:
     return Attempt(f"{BASE}/datasets/{name}/-/from-logs", body, unchanged, applied)
 
 
+def evaluator_versions(w: World, name: str) -> list[str]:
+    response = w.admin.get(f"{BASE}/evaluators/{name}/-/versions")
+    if response.status_code == 404:
+        return []
+    return [v["version"] for v in ok(response)]
+
+
+def evaluator_names(w: World) -> list[str]:
+    return [e["name"] for e in ok(w.admin.get(f"{BASE}/evaluators"))]
+
+
+CODE_SOURCE = "def evaluate(log, datapoint):\n    return log['output'] == datapoint['target']\n"
+
+
+def save_evaluator(spec: dict[str, Any]) -> Callable[[World, str], Attempt]:
+    def setup(w: World, tag: str) -> Attempt:
+        name = f"ev-{tag}"
+
+        def unchanged() -> None:
+            assert evaluator_versions(w, name) == []
+
+        def applied(response: Response) -> None:
+            assert response.status_code == 201
+            assert response.json()["kind"] == spec["kind"]
+            assert evaluator_versions(w, name) == [response.json()["version"]]
+
+        return Attempt(f"{BASE}/evaluators/{name}/-/versions", spec, unchanged, applied)
+
+    return setup
+
+
+def try_evaluator(draft: dict[str, Any]) -> Callable[[World, str], Attempt]:
+    def setup(w: World, tag: str) -> Attempt:
+        # On the read log: a log made per attempt would push it off the first page of /logs.
+        before = evaluator_names(w)
+
+        def unchanged() -> None:
+            assert evaluator_names(w) == before
+
+        def applied(response: Response) -> None:
+            assert response.json() == {"value": True, "explanation": None, "error": None}
+            assert evaluator_names(w) == before  # a try stores nothing
+
+        body = {"log_id": READ_LOG, "draft": draft, "target": "read log output"}
+        return Attempt(f"{BASE}/evaluators/-/try", body, unchanged, applied)
+
+    return setup
+
+
+def newest_run(w: World) -> str | None:
+    runs = ok(w.admin.get(f"{BASE}/evaluations", params={"limit": 1}))["data"]
+    return runs[0]["id"] if runs else None
+
+
+def run_status(w: World, run_id: str) -> str:
+    status: str = ok(w.admin.get(f"{BASE}/evaluations/{run_id}"))["status"]
+    return status
+
+
+def start_local_run(w: World, evaluator: str = READ_EVALUATOR, *, picked_up: bool = True) -> str:
+    """A local run of the read dataset (admin of A): it waits for outputs, so stays open."""
+    body = {"dataset": READ_DATASET, "candidates": [{"label": "f"}], "evaluators": [evaluator]}
+    return start_local(w.admin, body, picked_up=picked_up)
+
+
+def still_open_then_cancelled(w: World, run_id: str) -> None:
+    """The run still waits for outputs; then cancel it, as cleanup: an open local run holds one
+    of the server's few job slots for as long as it stays open."""
+    assert run_status(w, run_id) in ("queued", "running")
+    ok(w.admin.post(f"{BASE}/evaluations/{run_id}/cancel"))
+
+
+def start_run(w: World, tag: str) -> Attempt:
+    path = f"authz/{tag}/evaluated"
+    version = ok(
+        w.admin.post(
+            f"{BASE}/prompts/{path}/-/versions", json=kernel_body("Eval {{ x }}", **FAKE_KERNEL)
+        ),
+        201,
+    )["id"]
+    before = newest_run(w)
+
+    def unchanged() -> None:
+        assert newest_run(w) == before
+
+    def applied(response: Response) -> None:
+        assert response.status_code == 202
+        run_id = response.json()["id"]
+        assert newest_run(w) == run_id
+        run = wait_for_run(w.admin, run_id)
+        assert run["status"] == "completed", run
+        assert run["name"] == f"run-{tag}" and run["progress"]["done"] == 1
+
+    body = {
+        "dataset": READ_DATASET,
+        "candidates": [{"prompt": path, "version": version}],  # nothing deployed: no control
+        "evaluators": [READ_EVALUATOR],
+        "name": f"run-{tag}",
+    }
+    return Attempt(f"{BASE}/evaluations", body, unchanged, applied)
+
+
+def cancel_run(w: World, tag: str) -> Attempt:
+    run_id = start_local_run(w, picked_up=False)
+
+    def applied(response: Response) -> None:
+        assert response.json()["id"] == run_id
+        assert wait_for_run(w.admin, run_id)["status"] == "cancelled"
+
+    return Attempt(
+        f"{BASE}/evaluations/{run_id}/cancel",
+        None,
+        lambda: still_open_then_cancelled(w, run_id),
+        applied,
+    )
+
+
+def record_outputs(w: World, tag: str) -> Attempt:
+    run_id = start_local_run(w, picked_up=False)
+    [point] = ok(w.admin.get(f"{BASE}/evaluations/{run_id}/datapoints"))["datapoints"]
+
+    def logged() -> list[str | None]:
+        found = ok(
+            w.admin.get(f"{BASE}/logs", params={"metadata": f"evaluation:{run_id}", "limit": 10})
+        )["data"]
+        return [log["output"] for log in found]
+
+    def unchanged() -> None:
+        assert logged() == []
+        still_open_then_cancelled(w, run_id)
+
+    def applied(response: Response) -> None:
+        assert response.status_code == 201 and response.json() == {"recorded": 1}
+        assert logged() == [f"out {tag}"]
+        ok(w.admin.post(f"{BASE}/evaluations/{run_id}/cancel"))  # cleanup: see above
+
+    body = {"outputs": [{"datapoint": point["key"], "output": f"out {tag}"}]}
+    return Attempt(f"{BASE}/evaluations/{run_id}/outputs", body, unchanged, applied)
+
+
+def finish_run(w: World, tag: str) -> Attempt:
+    run_id = start_local_run(w)
+
+    def applied(response: Response) -> None:
+        assert response.json()["status"] in ("finishing", "completed")
+        assert wait_for_run(w.admin, run_id)["status"] == "completed"
+
+    return Attempt(
+        f"{BASE}/evaluations/{run_id}/finish",
+        None,
+        lambda: still_open_then_cancelled(w, run_id),
+        applied,
+    )
+
+
+def pending_of(w: World, run_id: str) -> list[str]:
+    found = ok(w.admin.get(f"{BASE}/judgments/pending", params={"run": run_id}))
+    return [j["id"] for j in found]
+
+
+def give_judgment(w: World, tag: str) -> Attempt:
+    run_id = start_local_run(w, evaluator=READ_REVIEW)
+    [point] = ok(w.admin.get(f"{BASE}/evaluations/{run_id}/datapoints"))["datapoints"]
+    outputs = {"outputs": [{"datapoint": point["key"], "output": f"judge me {tag}"}]}
+    ok(w.admin.post(f"{BASE}/evaluations/{run_id}/outputs", json=outputs), 201)
+    ok(w.admin.post(f"{BASE}/evaluations/{run_id}/finish"))
+    assert wait_for_run(w.admin, run_id)["status"] == "completed"
+    [judgment] = pending_of(w, run_id)
+
+    def unchanged() -> None:
+        assert pending_of(w, run_id) == [judgment]
+
+    def applied(response: Response) -> None:
+        assert response.json()["value"] == 4.0
+        assert pending_of(w, run_id) == []
+        run = ok(w.admin.get(f"{BASE}/evaluations/{run_id}"))
+        [result] = run["summary"]["results"]
+        assert result["mean"]["value"] == 4.0 and result["pending"] == 0
+
+    return Attempt(f"{BASE}/judgments/{judgment}", {"value": 4}, unchanged, applied)
+
+
 DEPLOY = f"{BASE}/prompts/{{path:path}}/-/deployments/{{environment}}"
 DATASET_ROUTE = f"{BASE}/datasets/{{name:path}}"
+EVALUATOR_VERSIONS = f"{BASE}/evaluators/{{name}}/-/versions"
+RUN = f"{BASE}/evaluations/{{run_id}}"
 ROLLBACK = f"{BASE}/prompts/{{path:path}}/-/deployments/{{environment}}/rollback"
 
 CASES = (
@@ -1028,6 +1301,45 @@ CASES = (
         dataset_from_logs,
     ),
     Case(
+        "save-evaluator",
+        "POST",
+        EVALUATOR_VERSIONS,
+        at_least("member"),
+        save_evaluator({"kind": "builtin", "builtin": "exact_match"}),
+    ),
+    Case(
+        "save-code-evaluator",  # its code runs on the server
+        "POST",
+        EVALUATOR_VERSIONS,
+        at_least("developer"),
+        save_evaluator({"kind": "code", "returns": "boolean", "source": CODE_SOURCE}),
+    ),
+    Case(
+        "try-evaluator",
+        "POST",
+        f"{BASE}/evaluators/-/try",
+        at_least("member"),
+        try_evaluator({"kind": "builtin", "builtin": "exact_match"}),
+    ),
+    Case(
+        "try-code-evaluator",  # a draft's code runs on the server too
+        "POST",
+        f"{BASE}/evaluators/-/try",
+        at_least("developer"),
+        try_evaluator({"kind": "code", "returns": "boolean", "source": CODE_SOURCE}),
+    ),
+    Case("start-evaluation", "POST", f"{BASE}/evaluations", at_least("member"), start_run),
+    Case("cancel-evaluation", "POST", f"{RUN}/cancel", at_least("member"), cancel_run),
+    Case("record-local-outputs", "POST", f"{RUN}/outputs", at_least("member"), record_outputs),
+    Case("finish-local-run", "POST", f"{RUN}/finish", at_least("member"), finish_run),
+    Case(
+        "give-judgment",
+        "POST",
+        f"{BASE}/judgments/{{judgment_id}}",
+        at_least("member"),
+        give_judgment,
+    ),
+    Case(
         "set-content-capture",
         "PATCH",
         f"{BASE}/projects/{{name}}",
@@ -1135,6 +1447,15 @@ def test_matrix_table_is_the_documented_policy() -> None:
         "edit-dataset": "member",
         "upload-dataset": "member",
         "dataset-from-logs": "member",
+        "save-evaluator": "member",
+        "save-code-evaluator": "developer",
+        "try-evaluator": "member",
+        "try-code-evaluator": "developer",
+        "start-evaluation": "member",
+        "cancel-evaluation": "member",
+        "record-local-outputs": "member",
+        "finish-local-run": "member",
+        "give-judgment": "member",
         "set-content-capture": "admin",
         "create-project": "viewer",  # any signed-in user; never an API key
     }
@@ -1290,7 +1611,12 @@ READS = (
         shows=lambda w: "api_key.create",
     ),
     Read("models", f"{BASE}/models", lambda w: f"{BASE}/models", shows=lambda w: "fake-1"),
-    Read("logs", f"{BASE}/logs", lambda w: f"{BASE}/logs", shows=lambda w: READ_LOG),
+    Read(
+        "logs",
+        f"{BASE}/logs",
+        lambda w: f"{BASE}/logs?limit=200",  # the matrix's logs come after the read log
+        shows=lambda w: READ_LOG,
+    ),
     Read(
         "log",
         f"{BASE}/logs/{{log_id}}",
@@ -1388,6 +1714,48 @@ READS = (
         lambda w: f"{BASE}/datasets/{READ_DATASET}/-/versions/latest/download?format=csv",
         shows=lambda w: "read target",
     ),
+    Read(
+        "evaluators",
+        f"{BASE}/evaluators",
+        lambda w: f"{BASE}/evaluators",
+        shows=lambda w: READ_EVALUATOR,
+    ),
+    Read(
+        "evaluator-versions",
+        EVALUATOR_VERSIONS,
+        lambda w: f"{BASE}/evaluators/{READ_EVALUATOR}/-/versions",
+        shows=lambda w: "exact_match",
+    ),
+    Read(
+        "evaluations",
+        f"{BASE}/evaluations",
+        lambda w: f"{BASE}/evaluations?limit=200",  # the matrix's runs come after the read run
+        shows=lambda w: w.read_run,
+    ),
+    Read(
+        "evaluation",
+        RUN,
+        lambda w: f"{BASE}/evaluations/{w.read_run}",
+        shows=lambda w: READ_EVAL_PATH,
+    ),
+    Read(
+        "evaluation-comparison",
+        f"{RUN}/comparison",
+        lambda w: f"{BASE}/evaluations/{w.read_run}/comparison?evaluator={READ_EVALUATOR}",
+        shows=lambda w: "read datapoint",
+    ),
+    Read(
+        "evaluation-datapoints",
+        f"{RUN}/datapoints",
+        lambda w: f"{BASE}/evaluations/{w.read_run}/datapoints",
+        shows=lambda w: "read datapoint",
+    ),
+    Read(
+        "pending-judgments",
+        f"{BASE}/judgments/pending",
+        lambda w: f"{BASE}/judgments/pending",  # oldest first: the read run's come first
+        shows=lambda w: w.read_run,
+    ),
 )
 
 
@@ -1473,6 +1841,8 @@ def b_secrets(w: World) -> dict[str, str]:
         "provider-secret": "sk-b-only",
         "key-prefix": w.b.key_prefix,
         "dataset": B_DATASET,
+        "run": w.b.run,
+        "evaluator": B_EVALUATOR,
     }
 
 
@@ -1499,12 +1869,18 @@ def b_unchanged(w: World) -> None:
     assert ok(b.get(f"{BASE}/logs/{B_LOG}"))["output"] == f"{B_CONTENT} log"
     assert [log["id"] for log in ok(b.get(f"{BASE}/logs"))["data"]] == [B_LOG]
     assert len(ok(b.get(f"{BASE}/datasets/{B_DATASET}/-/versions"))["data"]) == 1
+    assert len(ok(b.get(f"{BASE}/evaluators/{B_EVALUATOR}/-/versions"))) == 1
+    assert [r["id"] for r in ok(b.get(f"{BASE}/evaluations"))["data"]] == [w.b.run]
+    assert ok(b.get(f"{BASE}/evaluations/{w.b.run}"))["status"] == "completed"
 
 
 def route_sample(method: str, route: str, w: World) -> tuple[str, Any]:
     """A well-formed request to `route` that names B's objects."""
     v = w.b.versions[1]
     params = {
+        EVALUATOR_VERSIONS: f"{BASE}/evaluators/{B_EVALUATOR}/-/versions",
+        "{run_id}": w.b.run,
+        "{judgment_id}": "0" * 32,  # B has no judgments: a well-formed id
         "{path:path}": B_PATH,
         "{name:path}": B_DATASET,
         "{version}": "latest",
@@ -1523,6 +1899,8 @@ def route_sample(method: str, route: str, w: World) -> tuple[str, Any]:
     query = {
         f"{PROMPT}/-/version": f"?version={v}",
         f"{PROMPT}/-/diff": f"?from={w.b.versions[0]}&to={v}",
+        f"{RUN}/comparison": f"?evaluator={B_EVALUATOR}",
+        f"{BASE}/judgments/pending": f"?run={w.b.run}",
     }
     bodies: dict[tuple[str, str], Any] = {
         ("POST", f"{BASE}/prompts"): {"path": B_PATH},
@@ -1551,6 +1929,15 @@ def route_sample(method: str, route: str, w: World) -> tuple[str, Any]:
         ("POST", f"{BASE}/logs/{{log_id}}/feedback"): {"name": "rating", "value": "down"},
         ("POST", f"{DATASET_ROUTE}/-/versions"): {"datapoints": [{"inputs": {"x": "guess"}}]},
         ("POST", f"{DATASET_ROUTE}/-/from-logs"): {},
+        ("POST", EVALUATOR_VERSIONS): {"kind": "builtin", "builtin": "contains"},
+        ("POST", f"{BASE}/evaluators/-/try"): {"log_id": B_LOG, "evaluator": B_EVALUATOR},
+        ("POST", f"{BASE}/evaluations"): {
+            "dataset": B_DATASET,
+            "candidates": [{"prompt": B_PATH, "version": v}],
+            "evaluators": [B_EVALUATOR],
+        },
+        ("POST", f"{RUN}/outputs"): {"outputs": [{"datapoint": "guess", "output": "guess"}]},
+        ("POST", f"{BASE}/judgments/{{judgment_id}}"): {"value": 1},
     }
     return url + query.get(route, "") if method == "GET" else url, bodies.get((method, route))
 
@@ -1624,6 +2011,34 @@ def test_guessing_b_identifiers_from_a(world_sqlite: World) -> None:
         ("GET", f"{BASE}/datasets/{B_DATASET}", None),
         ("GET", f"{BASE}/datasets/{B_DATASET}/-/versions/latest/download", None),
         ("POST", f"{BASE}/datasets/{B_DATASET}/-/versions", {"base": "latest"}),
+        ("GET", f"{BASE}/evaluators/{B_EVALUATOR}/-/versions", None),
+        ("POST", f"{BASE}/evaluators/-/try", {"log_id": B_LOG, "evaluator": B_EVALUATOR}),
+        (
+            "POST",
+            f"{BASE}/evaluators/-/try",
+            {"log_id": B_LOG, "draft": {"kind": "builtin", "builtin": "exact_match"}},
+        ),
+        (
+            "POST",
+            f"{BASE}/evaluations",
+            {
+                "dataset": B_DATASET,
+                "candidates": [{"label": "guess"}],
+                "evaluators": [READ_EVALUATOR],
+                "mode": "local",
+            },
+        ),
+        ("GET", f"{BASE}/evaluations/{w.b.run}", None),
+        ("GET", f"{BASE}/evaluations/{w.b.run}/comparison?evaluator={B_EVALUATOR}", None),
+        ("GET", f"{BASE}/evaluations/{w.b.run}/datapoints", None),
+        ("GET", f"{BASE}/judgments/pending?run={w.b.run}", None),
+        ("POST", f"{BASE}/evaluations/{w.b.run}/cancel", None),
+        ("POST", f"{BASE}/evaluations/{w.b.run}/finish", None),
+        (
+            "POST",
+            f"{BASE}/evaluations/{w.b.run}/outputs",
+            {"outputs": [{"datapoint": "guess", "output": "guess"}]},
+        ),
     ]
     for ref in (b2, b2[:8], b2[:4]):
         attempts += [
@@ -1653,6 +2068,9 @@ def test_guessing_b_identifiers_from_a(world_sqlite: World) -> None:
         f"{BASE}/logs?limit=200",
         f"{BASE}/logs?source=api&limit=200",
         f"{BASE}/datasets",
+        f"{BASE}/evaluators",
+        f"{BASE}/evaluations?limit=200",
+        f"{BASE}/judgments/pending?limit=200",
     ):
         response = a.get(url)
         assert response.status_code == 200, response.text
