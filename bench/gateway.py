@@ -232,7 +232,8 @@ def profiled(pid: int, output: str | None) -> Iterator[None]:
         yield
         return
     spy = subprocess.Popen(
-        [spy_path, "record", "--pid", str(pid), "--output", output, "--rate", "200"],
+        [spy_path, "record", "--pid", str(pid), "--output", output, "--rate", "200"]
+        + (["--format", "raw", "--gil"] if output.endswith(".txt") else []),  # GIL holders only
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -137,9 +137,8 @@ def wait_for_run(client: TestClient, run_id: str, timeout: float = 30.0) -> dict
 
 
 def start_local(client: TestClient, body: dict[str, Any], *, picked_up: bool = True) -> str:
-    """Start a local run; with `picked_up`, wait until the worker has started it, which a run
-    must be before it is finished. (Finished sooner, it stays `running` for ever: the worker's
-    start overwrites `finishing`.)"""
+    """Start a local run; with `picked_up`, wait until the worker has started it (so that the
+    cases also cover a run the worker already looked at)."""
     run_id: str = ok(client.post(f"{BASE}/evaluations", json={**body, "mode": "local"}), 202)["id"]
     if not picked_up:
         return run_id
@@ -1049,8 +1048,7 @@ def start_local_run(w: World, evaluator: str = READ_EVALUATOR, *, picked_up: boo
 
 
 def still_open_then_cancelled(w: World, run_id: str) -> None:
-    """The run still waits for outputs; then cancel it, as cleanup: an open local run holds one
-    of the server's few job slots for as long as it stays open."""
+    """The run still waits for outputs; then cancel it, as cleanup."""
     assert run_status(w, run_id) in ("queued", "running")
     ok(w.admin.post(f"{BASE}/evaluations/{run_id}/cancel"))
 

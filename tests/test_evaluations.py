@@ -442,3 +442,30 @@ def test_local_mode_runs_your_function_and_the_server_evaluates(
     exact = result_of(run, "my-function", "exact")
     assert exact["mean"]["value"] == 0.75 and exact["n"] == 4
     assert fake.requests == []  # promptloop called no model
+
+
+def test_open_local_runs_do_not_hold_up_other_runs(fake: FakeProvider, client: TestClient) -> None:
+    """A local run waiting for outputs holds no worker slot: more of them than the worker has
+    slots, and a server run still completes; one finished right away completes too."""
+    version = version_with(client, "upper")
+    dataset(client, words=WORDS[:2])
+    evaluator(client, "exact", kind="builtin", builtin="exact_match")
+    local = {"dataset": "words", "candidates": [{"label": "f"}], "evaluators": ["exact"]}
+    waiting = [start(client, **local, mode="local")["id"] for _ in range(6)]
+    served = start(
+        client,
+        dataset="words",
+        candidates=[{"prompt": "shout", "version": version}],
+        evaluators=["exact"],
+    )
+    assert finished(client, served["id"], timeout=20)["status"] == "completed"
+    assert {client.get(f"{BASE}/evaluations/{r}").json()["status"] for r in waiting} <= {
+        "queued",
+        "running",
+    }
+    # Finished before the worker looked at it: it still completes (nothing was evaluated).
+    quick = start(client, **local, mode="local")["id"]
+    assert client.post(f"{BASE}/evaluations/{quick}/finish").status_code == 200
+    assert finished(client, quick, timeout=20)["status"] == "completed"
+    cancelled = client.post(f"{BASE}/evaluations/{waiting[0]}/cancel").json()
+    assert cancelled["status"] == "cancelled"

@@ -92,10 +92,16 @@ def _variables_of(label: str, text: str) -> tuple[str, ...]:
     return tuple(ordered)
 
 
+@lru_cache(maxsize=1024)
+def _compiled(text: str) -> jinja2.Template:
+    """Compiling is most of the cost of rendering: each template text compiles once."""
+    return _ENV.from_string(text)
+
+
 def _render_one(label: str, text: str, inputs: dict[str, Any]) -> str:
     _parse(label, text)
     try:
-        return _ENV.from_string(text).render(inputs)
+        return _compiled(text).render(inputs)
     except jinja2.exceptions.SecurityError as exc:
         raise InvalidInput(
             f"Template in {label} tried an unsafe operation and was stopped: {exc}",

@@ -15,6 +15,7 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import json
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
@@ -22,7 +23,6 @@ from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import httpx2
 import openai
-from openai.types.chat import ChatCompletion
 
 from promptloop.providers.base import (
     ChatRequest,
@@ -122,15 +122,33 @@ class OpenAIProvider:
         ]
 
     async def complete(self, request: ChatRequest, credentials: Credentials) -> Completion:
+        """One chat completion. The request goes through the SDK's client (its auth, base
+        URL, headers and error statuses), but as a plain JSON body answered by the raw
+        response: the typed request transform and response models cost more CPU than the rest
+        of a promptloop call together."""
         client = self.clients.get(credentials)
+        body = chat_arguments(request, credentials)
+        body.pop("timeout")
+        body |= body.pop("extra_body", {})
+        body["stream"] = False
         try:
             async with asyncio.timeout(request.timeout):
-                response = await client.chat.completions.create(
-                    **chat_arguments(request, credentials), stream=False
+                response = await client.post(
+                    "/chat/completions",
+                    body=body,
+                    cast_to=httpx2.Response,
+                    options={"timeout": request.timeout},
                 )
+                data = json.loads(await response.aread())
         except (TimeoutError, openai.OpenAIError, httpx2.HTTPError) as exc:
             raise provider_error(exc, request, credentials) from exc
-        return _completion(response)
+        except ValueError as exc:
+            raise ProviderError(
+                f"{credentials.base_url or 'the OpenAI API'} answered with invalid JSON: {exc}.",
+                status=502,
+                kind="provider_error",
+            ) from exc
+        return completion_of(data)
 
     async def stream(
         self, request: ChatRequest, credentials: Credentials
@@ -237,25 +255,28 @@ def _error_fields(body: object) -> tuple[str | None, str | None]:
     return (str(body) if isinstance(body, str) and body else None), None
 
 
-def _completion(response: ChatCompletion) -> Completion:
-    usage = response.usage
-    if not response.choices:
-        return Completion(output="", usage=_usage(usage), model=response.model)
-    choice = response.choices[0]
-    tool_calls = [call.model_dump(exclude_none=True) for call in choice.message.tool_calls or []]
-    return Completion(
-        output=choice.message.content or "",
-        finish_reason=choice.finish_reason,
-        usage=_usage(usage),
-        tool_calls=tool_calls or None,
-        model=response.model,
+def completion_of(data: Any) -> Completion:
+    """A Completion from a chat-completions JSON answer (OpenAI's shape)."""
+    if not isinstance(data, dict):
+        raise ProviderError("the chat-completions answer is not a JSON object", status=502)
+    usage = data.get("usage") or {}
+    counts = Usage(
+        prompt_tokens=usage.get("prompt_tokens"), output_tokens=usage.get("completion_tokens")
     )
-
-
-def _usage(usage: Any) -> Usage:
-    if usage is None:
-        return Usage()
-    return Usage(prompt_tokens=usage.prompt_tokens, output_tokens=usage.completion_tokens)
+    choices = data.get("choices") or []
+    if not choices:
+        return Completion(output="", usage=counts, model=data.get("model"))
+    message = choices[0].get("message") or {}
+    tool_calls = [
+        {k: v for k, v in call.items() if v is not None} for call in message.get("tool_calls") or []
+    ]
+    return Completion(
+        output=message.get("content") or "",
+        finish_reason=choices[0].get("finish_reason"),
+        usage=counts,
+        tool_calls=tool_calls or None,
+        model=data.get("model"),
+    )
 
 
 def _gather_tool_calls(calls: dict[int, dict[str, Any]], deltas: list[Any]) -> None:

@@ -7,6 +7,7 @@ yield text as it arrives and log once the stream ends.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -23,7 +24,7 @@ from promptloop.services import prompts, provider_keys
 from promptloop.services.logs import LogEntry, Logger
 from promptloop.services.secrets import SecretBox
 from promptloop.store.db import Database
-from promptloop.store.models import Project
+from promptloop.store.models import Project, Prompt, PromptVersion
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,20 @@ class CallResult:
 
 
 @dataclass(frozen=True)
+class Target:
+    """What calls go to, resolved once: a saved version's (or a draft's) kernel, and the
+    provider's credentials."""
+
+    kernel: Kernel
+    credentials: Credentials
+    prompt: str | None
+    version: str | None
+    environment: str | None
+    draft: Kernel | None  # logged as the draft kernel (playground runs, model swaps)
+    resolved: tuple[Prompt, PromptVersion] | None = None  # the rows, detached, for the log
+
+
+@dataclass(frozen=True)
 class _Prepared:
     provider: str
     model: str
@@ -96,16 +111,31 @@ class Caller:
         self.box = box
         self._background: set[asyncio.Task[CallResult]] = set()
 
-    async def call(self, *, actor: Actor, project: Project, spec: CallSpec) -> CallResult:
-        prepared = await asyncio.to_thread(self._prepare, actor, project, spec)
+    async def call(
+        self,
+        *,
+        actor: Actor,
+        project: Project,
+        spec: CallSpec,
+        target: Target | None = None,
+        limit: asyncio.Semaphore | None = None,
+    ) -> CallResult:
+        """Call and log. With a `target` resolved beforehand, the call touches no database
+        before the provider answers (only the log write). `limit` bounds the requests in flight
+        to the provider: it is held while the provider answers, not while the log commits."""
+        if target is None:
+            prepared = await asyncio.to_thread(self._prepare, actor, project, spec)
+        else:
+            prepared = self.render(target, spec)
         provider = get_provider(prepared.provider)
-        started = time.perf_counter()
         completion, error = None, None
-        try:
-            completion = await provider.complete(prepared.request, prepared.credentials)
-        except ProviderError as exc:
-            error = exc
-        latency = (time.perf_counter() - started) * 1000
+        async with limit or contextlib.nullcontext():
+            started = time.perf_counter()
+            try:
+                completion = await provider.complete(prepared.request, prepared.credentials)
+            except ProviderError as exc:
+                error = exc
+            latency = (time.perf_counter() - started) * 1000
         return await self._log(actor, project, prepared, completion, error, latency, ttft=None)
 
     async def stream(
@@ -153,9 +183,16 @@ class Caller:
         yield await self._log(actor, project, prepared, completion, error, latency, ttft=ttft)
 
     def _prepare(self, actor: Actor, project: Project, spec: CallSpec) -> _Prepared:
-        actor.require(Permission.write_logs)
         if spec.model is not None:
+            actor.require(Permission.write_logs)
             return self._prepare_bare(project, spec, spec.model)
+        return self.render(self.resolve(actor=actor, project=project, spec=spec), spec)
+
+    def resolve(self, *, actor: Actor, project: Project, spec: CallSpec) -> Target:
+        """The version (or draft), its kernel and the provider's credentials for `spec`: the
+        database work of a call, which a batch of calls to one target (an evaluation run) does
+        once. Call from a thread."""
+        actor.require(Permission.write_logs)
         with self.db.session(write=False) as session:
             version = None
             if spec.kernel is not None:
@@ -175,6 +212,26 @@ class Caller:
                     "Name a prompt (with an environment or version) or give a kernel to call."
                 )
             credentials = self._credentials(session, project, kernel.provider)
+            resolved = None
+            if version is not None:
+                prompt = session.get(Prompt, version.prompt_id)
+                assert prompt is not None
+                session.expunge(prompt)
+                session.expunge(version)
+                resolved = (prompt, version)
+        return Target(
+            kernel=kernel,
+            credentials=credentials,
+            prompt=spec.prompt,
+            version=version.version_id if version else None,
+            environment=spec.environment if version else None,
+            draft=spec.kernel,
+            resolved=resolved,
+        )
+
+    def render(self, target: Target, spec: CallSpec) -> _Prepared:
+        """Render the target's templates with the spec's inputs: no database, no I/O."""
+        kernel = target.kernel
         rendered = templates.render(kernel, spec.inputs)
         messages = None
         if rendered.messages is not None:
@@ -193,12 +250,13 @@ class Caller:
         return _prepared(
             spec,
             request,
-            credentials,
+            target.credentials,
             provider=kernel.provider,
-            prompt=spec.prompt,
-            version=version.version_id if version else None,
-            environment=spec.environment if version else None,
-            kernel=spec.kernel,
+            prompt=target.prompt,
+            version=target.version,
+            environment=target.environment,
+            kernel=target.draft,
+            resolved=target.resolved,
             logged_messages=messages
             if messages is not None
             else [{"role": "prompt", "content": rendered.prompt}],
@@ -283,6 +341,7 @@ def _prepared(
     version: str | None = None,
     environment: str | None = None,
     kernel: Kernel | None = None,
+    resolved: tuple[Prompt, PromptVersion] | None = None,
 ) -> _Prepared:
     """A call ready to send, and the log entry it will be recorded as."""
     if spec.timeout is not None:
@@ -303,6 +362,7 @@ def _prepared(
         trace_id=spec.trace_id,
         parent_id=spec.parent_id,
         consent=spec.consent,
+        resolved=resolved,
     )
     return _Prepared(
         provider=provider,

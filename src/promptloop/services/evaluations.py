@@ -17,9 +17,9 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from promptloop.core import stats
@@ -55,6 +55,7 @@ from promptloop.store.types import utcnow
 
 logger = logging.getLogger("promptloop.evaluations")
 JOB_KIND = "evaluation_run"
+LOCAL_RECHECK_S = 5.0  # a local run waiting for outputs looks again at least this often
 MAX_CONCURRENCY = 64
 BATCH = 64
 
@@ -272,7 +273,7 @@ class RunView:
 
 
 def view(session: Session, *, run: EvaluationRun) -> RunView:
-    """The run with its live status and progress, and its statistics (final once finished)."""
+    """The run with its live status and progress, and its statistics once it completed."""
     job = session.get(Job, run.job_id) if run.job_id else None
     status = run.status
     if job is not None and job.status in ("failed", "cancelled") and status not in jobs.FINISHED:
@@ -289,7 +290,9 @@ def view(session: Session, *, run: EvaluationRun) -> RunView:
         )
         or 0
     )
-    summary = run.summary if status == "completed" and run.summary else summarize(session, run=run)
+    # Statistics are computed once, when the run completes (and again when a human judgment
+    # arrives); while it runs, polling it stays cheap.
+    summary = run.summary if status == "completed" else None
     return RunView(
         run=run,
         dataset=dataset_name,
@@ -598,7 +601,7 @@ class Executor:
         except Cancelled:
             await asyncio.to_thread(self._set_status, run_id, "cancelled")
             raise
-        except asyncio.CancelledError:
+        except (asyncio.CancelledError, jobs.Waiting):
             raise
         except Exception as exc:
             await asyncio.to_thread(self._set_status, run_id, "failed", str(exc))
@@ -629,15 +632,20 @@ class Executor:
             consumer = asyncio.get_running_loop().create_task(
                 self._evaluate_all(ctx, plan, runners, queue, progress)
             )
+            finished = True
             if plan.run.mode == "server":
                 await self._call_all(ctx, plan, actor, queue, progress)
                 queue.put_nowait(None)
             else:
-                await self._await_local(ctx, plan, queue)
+                finished = await self._await_local(ctx, plan, queue)
             await consumer
         finally:
             for runner in runners:
                 await asyncio.to_thread(runner.close)
+        if not finished:
+            await ctx.checkpoint()  # a cancellation asked meanwhile ends the run now
+            # Outputs and the finish call requeue the job at once; the timer is a backstop.
+            raise jobs.Waiting(after=LOCAL_RECHECK_S)
         await asyncio.to_thread(self._complete, run_id)
 
     async def _call_all(
@@ -648,12 +656,19 @@ class Executor:
         queue: asyncio.Queue[Any],
         progress: dict[str, Any],
     ) -> None:
-        limit = asyncio.Semaphore(plan.run.concurrency)
+        limit = asyncio.Semaphore(plan.run.concurrency)  # requests in flight to the provider
+        gate = asyncio.Semaphore(plan.run.concurrency * 2)
         todo = [i for i in plan.items if i.status == "pending"]
         marks: list[tuple[int, str]] = []
+        targets = {}  # each candidate resolved once: no database work per call
+        for cand_id, (path, version, swap) in plan.kernels.items():
+            base = CallSpec(prompt=path, version=None if swap else version, kernel=swap)
+            targets[cand_id] = await asyncio.to_thread(
+                self.caller.resolve, actor=actor, project=plan.project, spec=base
+            )
 
         async def one(item: _Item) -> None:
-            async with limit:
+            async with gate:  # bounds the items in progress (their logs committing included)
                 if ctx._cancelled:
                     return
                 path, version, swap = plan.kernels[item.candidate.id]
@@ -667,7 +682,13 @@ class Executor:
                     metadata={"evaluation": plan.run.uid, "candidate": item.candidate.label},
                 )
                 try:
-                    result = await self.caller.call(actor=actor, project=plan.project, spec=spec)
+                    result = await self.caller.call(
+                        actor=actor,
+                        project=plan.project,
+                        spec=spec,
+                        target=targets[item.candidate.id],
+                        limit=limit,
+                    )
                 except InvalidInput as exc:  # e.g. a datapoint lacks a template variable
                     await asyncio.to_thread(self._fail_item, item.item_id, exc.message)
                     progress["done"] = progress.get("done", 0) + 1
@@ -706,20 +727,19 @@ class Executor:
             await asyncio.to_thread(self._mark_logged, batch)
         await ctx.checkpoint(**progress)
 
-    async def _await_local(self, ctx: JobContext, plan: _Plan, queue: asyncio.Queue[Any]) -> None:
-        """Local mode: the SDK posts each output; evaluate them as they arrive until the client
-        says it is finished and nothing is left."""
+    async def _await_local(self, ctx: JobContext, plan: _Plan, queue: asyncio.Queue[Any]) -> bool:
+        """Local mode: evaluate the outputs the SDK posted so far. True once the client said it
+        finished and nothing is left; False when it should wait for more (holding no slot)."""
         queued = {i.item_id for i in plan.items if i.status != "pending"}
         while True:
             arrived, finished = await asyncio.to_thread(self._local_arrivals, plan, queued)
             for item, log in arrived:
                 queued.add(item.item_id)
                 queue.put_nowait((item, log))
-            if finished:
+            if finished or not arrived:
                 queue.put_nowait(None)
-                return
+                return finished
             await ctx.checkpoint()
-            await asyncio.sleep(0.2)
 
     async def _evaluate_all(
         self,
@@ -857,9 +877,10 @@ class Executor:
                 values["error"] = error
             if status in jobs.FINISHED:
                 values["finished_at"] = utcnow()
-            session.execute(
-                update(EvaluationRun).where(EvaluationRun.id == run_id).values(**values)
-            )
+            query = update(EvaluationRun).where(EvaluationRun.id == run_id)
+            if status == "running":  # never over "finishing" (a local run the client finished)
+                query = query.where(EvaluationRun.status == "queued")
+            session.execute(query.values(**values))
 
     def _mark_logged(self, marks: list[tuple[int, str]]) -> None:
         with self.db.session(write=True) as session:
@@ -893,36 +914,54 @@ class Executor:
                     )
                 )
             )
+            now = utcnow()
+            rows: list[dict[str, Any]] = []
+            done: list[dict[str, Any]] = []
             for position, (item, _log) in enumerate(batch):
                 log_id = ids.get(item.log_uid or "")
                 if log_id is None:
                     continue
+                done.append({"item": item.item_id, "log": item.log_uid})
                 for runner, results in zip(runners, outcomes, strict=True):
                     outcome = results[position]
-                    session.add(
-                        Judgment(
-                            uid=uuid.uuid4().hex,
-                            project_id=plan.project.id,
-                            log_id=log_id,
-                            evaluator_version_pk=runner.version.id,
-                            run_id=plan.run.id,
-                            name=runner.name,
-                            category="evaluator",
-                            value=None if runner.human else outcome.value,
-                            score=None
+                    rows.append(
+                        {
+                            "uid": uuid.uuid4().hex,
+                            "project_id": plan.project.id,
+                            "log_id": log_id,
+                            "kind_id": None,
+                            "evaluator_version_pk": runner.version.id,
+                            "run_id": plan.run.id,
+                            "name": runner.name,
+                            "category": "evaluator",
+                            "value": None if runner.human else outcome.value,
+                            "score": None
                             if runner.human or outcome.error
                             else evaluators.score_of(runner.version, outcome.value),
-                            explanation=outcome.explanation,
-                            error=outcome.error,
-                            pending=runner.human,
-                            recorded_by=f"evaluation {plan.run.uid}",
-                            source="eval",
-                        )
+                            "delay_s": None,
+                            "similarity": None,
+                            "diff": None,
+                            "withheld": False,
+                            "explanation": outcome.explanation,
+                            "error": outcome.error,
+                            "pending": runner.human,
+                            "end_user": None,
+                            "reviewer": None,
+                            "recorded_by": f"evaluation {plan.run.uid}",
+                            "source": "eval",
+                            "current": True,
+                            "created_at": now,
+                        }
                     )
+            if rows:  # one executemany for the batch, not one ORM object per judgment
+                session.execute(insert(Judgment), rows)
+            if done:
+                items = cast(Table, RunItem.__table__)
                 session.execute(
-                    update(RunItem)
-                    .where(RunItem.id == item.item_id)
-                    .values(status="done", log_uid=item.log_uid)
+                    update(items)
+                    .where(items.c.id == bindparam("item"))
+                    .values(status="done", log_uid=bindparam("log")),
+                    done,
                 )
 
     def _local_arrivals(
@@ -1154,6 +1193,8 @@ async def record_local_outputs(
                     .where(RunItem.id == item_id, RunItem.status == "pending")
                     .values(status="logged", log_uid=log_uid)
                 )
+            if _run.job_id is not None:
+                jobs.requeue(session, job_id=_run.job_id)
 
     await asyncio.to_thread(mark)
     return len(uids)
@@ -1168,6 +1209,8 @@ def finish_local(session: Session, *, actor: Actor, project: Project, uid: str) 
     if run.status in jobs.FINISHED:
         raise InvalidInput(f"Run {uid} is already {run.status}.")
     run.status = "finishing"
+    if run.job_id is not None:
+        jobs.requeue(session, job_id=run.job_id)
     return run
 
 

@@ -36,6 +36,23 @@ class Cancelled(Exception):
     """Raised inside a handler once its job's cancellation was requested."""
 
 
+class Waiting(Exception):
+    """Raised by a handler with nothing to do until something outside happens (a local run
+    waiting for outputs): the job goes back to the queue, unclaimable for `after` seconds or
+    until `requeue` is called, and holds no worker slot meanwhile."""
+
+    def __init__(self, after: float) -> None:
+        super().__init__(f"waiting up to {after} s")
+        self.after = after
+
+
+def requeue(session: Session, *, job_id: int) -> None:
+    """Make a waiting job claimable now (what it waited for happened)."""
+    session.execute(
+        update(Job).where(Job.id == job_id, Job.status == "queued").values(run_after=None)
+    )
+
+
 def enqueue(session: Session, *, project: Project, kind: str, payload: dict[str, Any]) -> Job:
     job = Job(project_id=project.id, kind=kind, payload=payload, status="queued")
     session.add(job)
@@ -108,13 +125,26 @@ class Worker:
         self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
+        self._event_loop: asyncio.AbstractEventLoop | None = None
 
     def start(self) -> None:
-        self._loop_task = asyncio.get_running_loop().create_task(self._loop())
+        self._event_loop = asyncio.get_running_loop()
+        self._loop_task = self._event_loop.create_task(self._loop())
 
     def wake(self) -> None:
-        """A job was queued in this process: look now rather than at the next poll."""
-        self._wake.set()
+        """A job was queued in this process: look now rather than at the next poll. Safe from
+        any thread (sync routes run in a thread pool)."""
+        loop = self._event_loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake.set()
+        else:
+            loop.call_soon_threadsafe(self._wake.set)
 
     async def stop(self) -> None:
         """Stop claiming; running jobs are interrupted and resume after their heartbeat goes
@@ -156,7 +186,8 @@ class Worker:
                 .where(
                     Job.kind.in_(self.handlers),
                     or_(
-                        Job.status == "queued",
+                        (Job.status == "queued")
+                        & or_(Job.run_after.is_(None), Job.run_after <= now),
                         (Job.status == "running") & (Job.heartbeat_at < stale),
                     ),
                 )
@@ -173,6 +204,7 @@ class Worker:
                     "Resuming job %s (%s): its worker stopped heartbeating", job.id, job.kind
                 )
             job.status = "running"
+            job.run_after = None
             job.claimed_by = self.name
             job.heartbeat_at = now
             job.attempts += 1
@@ -189,11 +221,13 @@ class Worker:
         kind = await asyncio.to_thread(self._kind, ctx.job_id)
         handler = self.handlers[kind]
         beating = asyncio.get_running_loop().create_task(self._heartbeat(ctx))
-        status, error = "completed", None
+        status, error, after = "completed", None, None
         try:
             await handler(ctx)
         except Cancelled:
             status = "cancelled"
+        except Waiting as waiting:
+            status, after = "queued", waiting.after
         except asyncio.CancelledError:
             beating.cancel()
             raise  # the worker is stopping: leave the job running, to be resumed
@@ -202,7 +236,7 @@ class Worker:
             status, error = "failed", "".join(traceback.format_exception_only(exc)).strip()
         finally:
             beating.cancel()
-        await asyncio.to_thread(self._finish, ctx, status, error)
+        await asyncio.to_thread(self._finish, ctx, status, error, after)
 
     async def _heartbeat(self, ctx: JobContext) -> None:
         while True:
@@ -217,16 +251,18 @@ class Worker:
             kind: str = session.scalars(select(Job.kind).where(Job.id == job_id)).one()
             return kind
 
-    def _finish(self, ctx: JobContext, status: str, error: str | None) -> None:
+    def _finish(self, ctx: JobContext, status: str, error: str | None, after: float | None) -> None:
+        now = utcnow()
+        values: dict[str, Any] = {"status": status, "error": error, "progress": dict(ctx.progress)}
+        if status == "queued":  # waiting: back in the queue, claimable later
+            values |= {"run_after": now + timedelta(seconds=after or 0), "claimed_by": None}
+        else:
+            values |= {"finished_at": now, "heartbeat_at": now}
         with self.db.session(write=True) as session:
-            session.execute(
-                update(Job)
-                .where(Job.id == ctx.job_id)
-                .values(
-                    status=status,
-                    error=error,
-                    progress=dict(ctx.progress),
-                    finished_at=utcnow(),
-                    heartbeat_at=utcnow(),
-                )
-            )
+            query = update(Job).where(Job.id == ctx.job_id)
+            if status == "queued":
+                # Cancelled while the handler ran: do not queue it again.
+                cancelled = query.where(Job.cancel_requested.is_(True))
+                session.execute(cancelled.values(status="cancelled", finished_at=now))
+                query = query.where(Job.cancel_requested.is_(False))
+            session.execute(query.values(**values))

@@ -58,6 +58,8 @@ class LogEntry:
     parent_id: str | None = None
     consent: bool | None = None  # the end user's consent to capture; None: not stated
     created_at: datetime | None = None
+    # The prompt and version rows, when the caller looked them up already (no session needed).
+    resolved: tuple[Prompt, PromptVersion] | None = None
 
 
 class Logger:
@@ -73,7 +75,7 @@ class Logger:
     ) -> list[str]:
         """Store `entries` and return their ids once committed."""
         actor.require(Permission.write_logs)
-        if any(entry.prompt is not None for entry in entries):
+        if any(_needs_session(entry) for entry in entries):
             rows = await asyncio.to_thread(self._rows, db, project, entries)
         else:  # nothing to look up: no session, no thread hop
             now = utcnow()
@@ -156,6 +158,14 @@ def withholds(project: Project, source: str, consent: bool | None) -> bool:
     return consent is not True
 
 
+def _needs_session(entry: LogEntry) -> bool:
+    """Whether recording the entry looks anything up: a prompt named but not resolved, or a
+    draft to link to the version it matches."""
+    if entry.prompt is None:
+        return False
+    return entry.resolved is None or entry.kernel is not None
+
+
 class _Resolver:
     """Prompt paths and version ids of one batch, each looked up once (a batch that names no
     prompt needs no session)."""
@@ -168,6 +178,8 @@ class _Resolver:
         self._kernels: dict[int, Kernel] = {}
 
     def resolve(self, entry: LogEntry) -> tuple[Prompt | None, PromptVersion | None]:
+        if entry.resolved is not None:
+            return entry.resolved
         if entry.prompt is None:
             if entry.version is not None:
                 raise InvalidInput("A log that names a version must name its prompt too.")

@@ -239,14 +239,17 @@ async def local_outputs(
         uid=run_id,
         outputs=[LocalOutput(**o.model_dump()) for o in body.outputs],
     )
+    request.app.state.wake_worker()
     return {"recorded": count}
 
 
 @router.post("/evaluations/{run_id}/finish", summary="Local runs: every output is in")
-def finish_local(run_id: RunId, ctx: ContextDep) -> RunPublic:
+def finish_local(run_id: RunId, ctx: ContextDep, request: Request) -> RunPublic:
     with ctx.transaction(write=True) as (session, project, actor):
         run = evaluations.finish_local(session, actor=actor, project=project, uid=run_id)
-        return _run_public(session, run)
+        public = _run_public(session, run)
+    request.app.state.wake_worker()
+    return public
 
 
 @router.get("/judgments/pending", summary="Human judgments waiting for a reviewer, oldest first")

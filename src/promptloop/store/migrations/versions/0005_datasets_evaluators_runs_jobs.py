@@ -73,6 +73,7 @@ def upgrade() -> None:
         sa.Column("cancel_requested", sa.Boolean(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("claimed_by", sa.String(length=64), nullable=True),
+        sa.Column("run_after", promptloop.store.types.UtcDateTime(timezone=True), nullable=True),
         sa.Column("heartbeat_at", promptloop.store.types.UtcDateTime(timezone=True), nullable=True),
         sa.Column("created_at", promptloop.store.types.UtcDateTime(timezone=True), nullable=False),
         sa.Column("started_at", promptloop.store.types.UtcDateTime(timezone=True), nullable=True),
