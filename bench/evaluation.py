@@ -25,8 +25,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gateway import (  # bench/ is not a package: import its sibling by path
-    ANSWER,
     Connection,
+    answering,
     free_port,
     payload,
     process,
@@ -36,30 +36,6 @@ from gateway import (  # bench/ is not a package: import its sibling by path
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def slow_upstream(delay: float) -> Any:
-    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            return
-        more = True
-        while more:
-            message = await receive()
-            more = message.get("more_body", False)
-        await asyncio.sleep(delay)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(ANSWER)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": ANSWER})
-
-    return app
 
 
 async def direct(port: int, *, count: int, concurrency: int) -> float:
@@ -179,7 +155,7 @@ def main() -> None:
         import uvicorn
 
         uvicorn.run(
-            slow_upstream(args.delay), host="127.0.0.1", port=args.upstream, log_level="warning"
+            answering(args.delay), host="127.0.0.1", port=args.upstream, log_level="warning"
         )
         return
 

@@ -56,25 +56,34 @@ ANSWER = json.dumps(
 # The fake upstream ---------------------------------------------------------------------------
 
 
-async def upstream_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """A raw ASGI app: drain the body, answer the fixed completion."""
-    if scope["type"] != "http":
-        return
-    more = True
-    while more:
-        message = await receive()
-        more = message.get("more_body", False)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(ANSWER)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": ANSWER})
+def answering(delay: float = 0.0) -> Any:
+    """A raw ASGI app: drain the body, wait `delay` seconds, answer the fixed completion."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            message = await receive()
+            more = message.get("more_body", False)
+        if delay:
+            await asyncio.sleep(delay)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(ANSWER)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": ANSWER})
+
+    return app
+
+
+upstream_app = answering()
 
 
 def run_upstream(port: int) -> None:
