@@ -9,19 +9,19 @@ import itertools
 import json
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, is_dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 import typer
 from pydantic import BaseModel
 
-from promptloop.cli import files
+from promptloop.cli import files, gate
 from promptloop.core import promptfile
 from promptloop.core.errors import PromptloopError as DomainError
-from promptloop.sdk import APIConnectionError, APITimeoutError, Client
+from promptloop.sdk import APIConnectionError, APITimeoutError, Client, EvaluationRun
 from promptloop.sdk import PromptloopError as SDKError
 
 app = typer.Typer(
@@ -55,6 +55,11 @@ class Grouping(StrEnum):
     environment = "environment"
 
 
+class FileFormat(StrEnum):
+    csv = "csv"
+    jsonl = "jsonl"
+
+
 class _State:
     url: str | None = None
     project: str | None = None
@@ -75,6 +80,17 @@ feedback_app = typer.Typer(
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(feedback_app, name="feedback")
+datasets_app = typer.Typer(
+    help="Datasets: upload, list and download their versions.", no_args_is_help=True
+)
+evaluators_app = typer.Typer(help="Evaluators: save and list them.", no_args_is_help=True)
+eval_app = typer.Typer(
+    help="Evaluation runs: a CI gate for prompt versions, and the runs' results.",
+    no_args_is_help=True,
+)
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(evaluators_app, name="evaluators")
+app.add_typer(eval_app, name="eval")
 DataDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -496,6 +512,324 @@ def feedback_token(
         _print_json(issued)
     else:
         typer.echo(issued.token)
+
+
+@datasets_app.command("upload")
+def datasets_upload(
+    name: Annotated[str, typer.Argument(help="Dataset name, e.g. support/questions.")],
+    file: Annotated[Path, typer.Argument(help="A CSV (header row) or JSON-lines file.")],
+    format_: Annotated[
+        FileFormat | None,
+        typer.Option("--format", help="The file's format [default: from its extension]."),
+    ] = None,
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Why.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Save a dataset version from a file: all of it, or nothing (problems listed by line)."""
+    with _client(timeout=300) as client:
+        saved = client.datasets.upload(
+            name, file, format=format_.value if format_ else None, message=message
+        )
+    _emit(
+        [saved],
+        as_json,
+        lambda v: (
+            f"{'created  ' if v.created else 'unchanged'}  {v.id}  {v.dataset} "
+            f"({v.count} datapoints)"
+        ),
+    )
+
+
+@datasets_app.command("list")
+def datasets_list(
+    prefix: Annotated[str | None, typer.Option(help="Only datasets under this folder.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List datasets with their latest version and size."""
+    with _client() as client:
+        found = list(client.datasets.list(prefix=prefix))
+    _emit(
+        found,
+        as_json,
+        lambda d: f"{d.name:<32} {d.latest_version or '-':<12} {d.count or 0:>7} datapoints",
+    )
+
+
+@datasets_app.command("download")
+def datasets_download(
+    name: Annotated[str, typer.Argument(help="Dataset name.")],
+    version: Annotated[str, typer.Option(help="latest, a version id or a prefix.")] = "latest",
+    format_: Annotated[
+        FileFormat, typer.Option("--format", help="jsonl (with provenance) or csv.")
+    ] = FileFormat.jsonl,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here [default: stdout].")
+    ] = None,
+) -> None:
+    """Download a dataset version as a file that `datasets upload` reads back."""
+    with _client(timeout=300) as client:
+        data = client.datasets.download(name, version, format_.value)
+        if output is not None:
+            output.write_bytes(data)
+    if output is None:
+        sys.stdout.write(data.decode())
+
+
+@evaluators_app.command("save")
+def evaluators_save(
+    name: Annotated[str, typer.Argument(help="Evaluator name, e.g. exact.")],
+    builtin: Annotated[
+        str | None, typer.Option(help="A built-in: exact_match, contains, regex, json_schema…")
+    ] = None,
+    config: Annotated[
+        str | None, typer.Option(help='The built-in\'s settings as JSON, e.g. \'{"value": "x"}\'.')
+    ] = None,
+    code: Annotated[
+        Path | None,
+        typer.Option(help="A Python file defining `evaluate(log, datapoint)`, run sandboxed."),
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(help="An LLM judge: PROMPT@VERSION, or PROMPT for what production serves."),
+    ] = None,
+    human: Annotated[bool, typer.Option("--human", help="A person judges.")] = False,
+    returns: Annotated[
+        ValueType | None, typer.Option(help="What it returns [default: by kind].")
+    ] = None,
+    choices: Annotated[
+        list[str] | None, typer.Option("--choice", help="An allowed choice (repeatable).")
+    ] = None,
+    lower_is_better: Annotated[
+        bool, typer.Option("--lower-is-better", help="Lower values are better (e.g. latency).")
+    ] = False,
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Why.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Save an evaluator version: give one of --builtin, --code, --judge or --human."""
+    if sum(1 for given in (builtin, code, judge, human) if given) != 1:
+        _fail("Give exactly one of --builtin, --code, --judge or --human.")
+    kind: Literal["builtin", "code", "llm", "human"] = (
+        "builtin" if builtin else "code" if code else "llm" if judge else "human"
+    )
+    try:
+        settings = json.loads(config) if config else None
+    except json.JSONDecodeError as exc:
+        _fail(f"--config is not valid JSON: {exc}.")
+    judged_by = None
+    if judge:
+        prompt, _, version = judge.partition("@")
+        where = {"version": version} if version else {"environment": "production"}
+        judged_by = {"prompt": prompt, **where}
+    with _client() as client:
+        saved = client.evaluators.save(
+            name,
+            kind,
+            builtin=builtin,
+            config=settings,
+            source=code.read_text() if code else None,
+            judge=judged_by,
+            returns=returns.value if returns else None,
+            choices=choices or None,
+            higher_is_better=False if lower_is_better else None,
+            message=message,
+        )
+    _emit(
+        [saved],
+        as_json,
+        lambda e: (
+            f"{'created  ' if e.created else 'unchanged'}  {e.name}@{e.version}  "
+            f"({e.kind}, returns {e.returns})"
+        ),
+    )
+
+
+@evaluators_app.command("list")
+def evaluators_list(as_json: JsonOption = False) -> None:
+    """List evaluators at their latest version."""
+    with _client() as client:
+        found = client.evaluators.list()
+    _emit(
+        found,
+        as_json,
+        lambda e: (
+            f"{e.name:<24} {e.version:<12} {e.kind:<8} {e.returns:<8} "
+            f"{'higher' if e.higher_is_better else 'lower'} is better"
+        ),
+    )
+
+
+@eval_app.command("run")
+def eval_run(
+    config: Annotated[
+        Path | None,
+        typer.Argument(help="A YAML file of these options (prompt:, dataset:, evaluators:…)."),
+    ] = None,
+    prompt: Annotated[str | None, typer.Option(help="The prompt, e.g. support/answer.")] = None,
+    candidate: Annotated[
+        str | None,
+        typer.Option(help="The version to evaluate [default: the prompt's latest]."),
+    ] = None,
+    control: Annotated[
+        str | None,
+        typer.Option(help="The version to compare with [default: what production serves]."),
+    ] = None,
+    control_env: Annotated[
+        str | None,
+        typer.Option("--control-env", help="Compare with what this environment serves."),
+    ] = None,
+    dataset: Annotated[str | None, typer.Option(help="The dataset to run on.")] = None,
+    dataset_version: Annotated[
+        str | None, typer.Option("--dataset-version", help="Its version [default: latest].")
+    ] = None,
+    evaluators: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--evaluator", "-e", help="NAME or NAME@VERSION (repeatable; replaces the file's)."
+        ),
+    ] = None,
+    thresholds: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--threshold", help="NAME=VALUE: the mean the candidate must reach (repeatable)."
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(help="Model calls at a time [default: 8].")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="A name for the run.")] = None,
+    junit: Annotated[Path | None, typer.Option(help="Write a JUnit XML report here.")] = None,
+    markdown: Annotated[
+        Path | None,
+        typer.Option(help="Write a Markdown summary here ($GITHUB_STEP_SUMMARY is appended to)."),
+    ] = None,
+    timeout: Annotated[
+        float | None,
+        typer.Option(help="Seconds to wait before cancelling the run [default: 3600]."),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Evaluate a prompt version on a dataset against a control, as a CI gate. Flags override
+    the YAML file. Exits 0 when the run passed, 1 when a candidate regressed or missed a
+    threshold, 2 when the run failed, was cancelled or timed out."""
+    try:
+        chosen = gate.merge(
+            gate.load_config(config) if config else None,
+            prompt=prompt,
+            candidate=candidate,
+            control=control,
+            control_environment=control_env,
+            dataset=dataset,
+            dataset_version=dataset_version,
+            evaluators=evaluators or [],
+            thresholds=gate.parse_thresholds(thresholds or []),
+            concurrency=concurrency,
+            name=name,
+            junit=junit,
+            markdown=markdown,
+            timeout=timeout,
+        )
+    except OSError as exc:
+        _fail(f"Cannot read {config}: {exc.strerror}.")
+    except ValueError as exc:
+        _fail(str(exc))
+    with _client() as client:
+        try:
+            run = gate.start(client, chosen)
+        except ValueError as exc:
+            _fail(str(exc))
+        typer.echo(gate.started(run), err=True)
+        run = _wait_for_run(client, run, chosen.timeout or 3600.0)
+        gate.write_reports(run, junit_path=chosen.junit, markdown_path=chosen.markdown)
+    if as_json:
+        _print_json(run)
+    else:
+        typer.echo(gate.text(run), nl=False)
+    raise typer.Exit(gate.exit_code(run))
+
+
+@eval_app.command("show")
+def eval_show(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    junit: Annotated[Path | None, typer.Option(help="Write a JUnit XML report here.")] = None,
+    markdown: Annotated[Path | None, typer.Option(help="Write a Markdown summary here.")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print a run's status and results; optionally write its reports."""
+    with _client() as client:
+        run = client.evaluations.get(run_id)
+        gate.write_reports(run, junit_path=junit, markdown_path=markdown)
+    if as_json:
+        _print_json(run)
+    else:
+        typer.echo(gate.text(run), nl=False)
+
+
+@eval_app.command("list")
+def eval_list(
+    limit: Annotated[int, typer.Option(help="At most this many.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """List evaluation runs, newest first."""
+    with _client() as client:
+        found = list(itertools.islice(client.evaluations.list(), limit))
+    _emit(
+        found,
+        as_json,
+        lambda r: (
+            f"{r.created_at:%Y-%m-%d %H:%M}  {r.id}  {r.status:<10} {r.verdict or '-':<7} "
+            f"{r.name or ''}".rstrip()
+        ),
+    )
+
+
+@eval_app.command("compare")
+def eval_compare(
+    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    evaluator: Annotated[str, typer.Option("--evaluator", "-e", help="The evaluator.")],
+    candidate: Annotated[
+        str | None, typer.Option(help="A candidate's label [default: the first not control].")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many datapoints.")] = 20,
+    as_json: JsonOption = False,
+) -> None:
+    """Per datapoint, a candidate against the control on one evaluator, regressions first."""
+    with _client() as client:
+        found = client.evaluations.comparison(run_id, evaluator, candidate, limit=limit)
+    _emit(
+        found,
+        as_json,
+        lambda r: (
+            f"{'-' if r.difference is None else f'{r.difference:+.2f}':>6}  {r.datapoint}  "
+            f"control {_short(r.control_output)!r}  candidate {_short(r.candidate_output)!r}"
+        ),
+    )
+
+
+def _wait_for_run(client: Client, run: EvaluationRun, timeout: float) -> EvaluationRun:
+    """Wait for the run with a progress bar on a terminal (else one line at the end); once
+    `timeout` seconds passed, cancel it and report it as timed out."""
+    live = sys.stderr.isatty()
+    latest = run
+
+    def show(current: EvaluationRun) -> None:
+        nonlocal latest
+        latest = current
+        if live:
+            sys.stderr.write("\r" + gate.progress(current))
+            sys.stderr.flush()
+
+    try:
+        run = client.evaluations.wait(run.id, timeout=timeout, on_progress=show)
+    except TimeoutError:
+        with suppress(SDKError):
+            client.evaluations.cancel(run.id)
+        error = f"no result after {timeout:g} s, so it was cancelled"
+        run = latest.model_copy(update={"status": "timed out", "error": error})
+    if live:
+        sys.stderr.write("\n")
+    else:
+        typer.echo(gate.progress(run), err=True)
+    return run
 
 
 @keys_app.command("create")

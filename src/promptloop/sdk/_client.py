@@ -22,12 +22,18 @@ from promptloop.sdk._log_queue import LogQueue
 from promptloop.sdk._models import CallResult, Health
 from promptloop.sdk._requests import Call, Page, Pages, health
 from promptloop.sdk._resources import (
+    AsyncDatasets,
     AsyncEnvironments,
+    AsyncEvaluations,
+    AsyncEvaluators,
     AsyncFeedbackResource,
     AsyncLogs,
     AsyncProjects,
     AsyncPrompts,
+    Datasets,
     Environments,
+    Evaluations,
+    Evaluators,
     FeedbackResource,
     Logs,
     Projects,
@@ -66,6 +72,8 @@ class _Connection:
             self.url + API_PREFIX + call.path,
             params=call.params or None,
             json=call.json,
+            files=call.files,
+            data=call.form,
             headers=self.headers,
         )
 
@@ -74,7 +82,7 @@ class _Connection:
         if response.is_error:
             raise status_error(response)
         try:
-            return call.read(response.json())
+            return call.read(response.content if call.raw else response.json())
         except ValueError as exc:  # bad JSON and pydantic's ValidationError alike
             raise APIResponseValidationError(
                 f"The answer of {call.method} {response.request.url} is not what this SDK "
@@ -257,6 +265,9 @@ class Client:
         self.prompts = Prompts(self)
         self.logs = Logs(self)
         self.feedback = FeedbackResource(self)
+        self.datasets = Datasets(self)
+        self.evaluators = Evaluators(self)
+        self.evaluations = Evaluations(self)
 
     def health(self) -> Health:
         """Check that the server and its database answer."""
@@ -365,6 +376,9 @@ class AsyncClient:
         self.prompts = AsyncPrompts(self)
         self.logs = AsyncLogs(self)
         self.feedback = AsyncFeedbackResource(self)
+        self.datasets = AsyncDatasets(self)
+        self.evaluators = AsyncEvaluators(self)
+        self.evaluations = AsyncEvaluations(self)
 
     async def health(self) -> Health:
         """Check that the server and its database answer."""

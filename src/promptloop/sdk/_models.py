@@ -324,3 +324,285 @@ class FeedbackStats(_Result):
     environment: str | None = None
     logs: int
     kinds: list[KindStats] = Field(default_factory=list)
+
+
+# Datasets, evaluators and evaluation runs ------------------------------------------------------
+
+
+class Dataset(_Result):
+    """A named collection of examples, such as "support/questions"; its content lives in
+    immutable versions, the newest being `latest_version` (with `count` datapoints)."""
+
+    name: str
+    description: str | None = None
+    created_at: datetime
+    latest_version: str | None = None
+    count: int | None = None
+
+
+class DatasetVersion(_Result):
+    """An immutable version of a dataset: `id` is 12 hex digits of its content's hash.
+
+    `source` says how it was made: "upload", "logs", "corrections", "edit" or "api".
+    """
+
+    id: str
+    dataset: str
+    content_hash: str
+    count: int
+    source: str
+    message: str | None = None
+    author: str
+    created_at: datetime
+
+
+class SavedDatasetVersion(DatasetVersion):
+    """The result of a save: `created` is False when identical content was already saved."""
+
+    created: bool
+
+
+class DatasetFromLogs(SavedDatasetVersion):
+    """A version made from logs: `skipped` matching logs were left out, by reason in
+    `skipped_reasons` (content withheld, failed calls, no correction)."""
+
+    skipped: int = 0
+    skipped_reasons: dict[str, int] = Field(default_factory=dict)
+
+
+class Datapoint(_Result):
+    """One example: the `inputs` a prompt renders with (or chat `messages`) and what a good
+    answer is (`target`). `key` hashes its content, so it is the same in every version that
+    holds it; `source` is its provenance ("upload", "log", "correction")."""
+
+    key: str
+    position: int
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    messages: list[dict[str, Any]] | None = None
+    target: Any = None
+    source: str = "upload"
+    log_id: str | None = None
+
+
+class Evaluator(_Result):
+    """One version of an evaluator: how it judges a log (`kind` "builtin", "code", "llm" or
+    "human", with its `spec`), what it `returns` ("boolean", "number", "choice", "text"), and
+    whether a higher value is better."""
+
+    name: str
+    version: str
+    kind: str
+    returns: str
+    higher_is_better: bool = True
+    spec: dict[str, Any] = Field(default_factory=dict)
+    message: str | None = None
+    author: str
+    created_at: datetime
+
+
+class SavedEvaluator(Evaluator):
+    """The result of a save: `created` is False when identical content was already saved."""
+
+    created: bool
+
+
+class Outcome(_Result):
+    """What an evaluator said about one log: its value and explanation, or why it could not
+    judge (`error`)."""
+
+    value: FeedbackValue = None
+    explanation: str | None = None
+    error: str | None = None
+
+
+class RunCandidate(_Result):
+    """What a run evaluates: a prompt version (optionally with another `model`), or in local
+    mode your function, by its `label`. The `control` is what the others are compared with."""
+
+    label: str
+    control: bool = False
+    prompt: str | None = None
+    version: str | None = None
+    model: dict[str, Any] | None = None
+
+
+class RunEvaluator(_Result):
+    """An evaluator a run uses, at the version it resolved to."""
+
+    name: str
+    version: str
+    kind: str
+    returns: str
+
+
+class Comparison(_Result):
+    """A candidate against the control on one evaluator, paired by datapoint: how often it did
+    better (`wins`), worse or the same, the mean difference (positive: better) with its 95%
+    interval, the test's p-value, and the `verdict` ("improved", "regressed" or "no
+    detectable change")."""
+
+    n: int
+    wins: int
+    losses: int
+    ties: int
+    mean_difference: Interval
+    p_value: float | None = None
+    test: str
+    verdict: str
+
+
+class RunResult(_Result):
+    """One candidate on one evaluator: the mean (a rate for booleans) with its 95% interval
+    over `n` judged datapoints, how many judgments failed (`errors`) or wait for a person
+    (`pending`), the threshold and whether it was met, and the comparison with the control
+    (None for the control itself and for choice or text evaluators)."""
+
+    candidate: str
+    evaluator: str
+    returns: str
+    higher_is_better: bool = True
+    n: int
+    errors: int = 0
+    pending: int = 0
+    mean: Interval
+    interval: str
+    choices: dict[str, int] | None = None
+    threshold: float | None = None
+    passed_threshold: bool | None = None
+    comparison: Comparison | None = None
+
+    @property
+    def regressed(self) -> bool:
+        """Worse than the control, beyond chance."""
+        return self.comparison is not None and self.comparison.verdict == "regressed"
+
+    @property
+    def failed(self) -> bool:
+        """Regressed, or missed its threshold: what fails the run."""
+        return self.regressed or self.passed_threshold is False
+
+
+class CandidateTotals(_Result):
+    """What one candidate's calls cost: logs, failed calls, dollars (None when a price is
+    unknown), latency in ms (`total`, `p50`, `p95`) and tokens."""
+
+    label: str
+    control: bool = False
+    logs: int
+    errors: int = 0
+    cost: float | None = None
+    latency_ms: dict[str, float | None] = Field(default_factory=dict)
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+
+
+class RunSummary(_Result):
+    """A run's statistics: one result per candidate and evaluator, each candidate's totals,
+    and the `verdict`: "passed", or "failed" with the reasons in `failures` (a regression
+    against the control, a missed threshold)."""
+
+    control: str | None = None
+    candidates: list[CandidateTotals] = Field(default_factory=list)
+    results: list[RunResult] = Field(default_factory=list)
+    verdict: str
+    failures: list[str] = Field(default_factory=list)
+
+
+class EvaluationRun(_Result):
+    """Prompt versions (or your function), a dataset version and evaluators: every candidate
+    answers every datapoint, and every evaluator judges every answer.
+
+    `status` is "queued", "running", "finishing", then "completed", "failed" or "cancelled";
+    `progress` counts the answers to judge, one per candidate and datapoint (`total`, `done`);
+    `summary` holds the statistics, final once the run completed.
+    """
+
+    id: str
+    name: str | None = None
+    mode: str
+    status: str
+    dataset: str
+    dataset_version: str
+    concurrency: int
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    progress: dict[str, Any] = Field(default_factory=dict)
+    candidates: list[RunCandidate] = Field(default_factory=list)
+    evaluators: list[RunEvaluator] = Field(default_factory=list)
+    summary: RunSummary | None = None
+    error: str | None = None
+    created_by: str
+    created_at: datetime
+    finished_at: datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Completed, failed or cancelled: nothing will change any more."""
+        return self.status in ("completed", "failed", "cancelled")
+
+    @property
+    def passed(self) -> bool:
+        """Completed with no regression and every threshold met."""
+        return (
+            self.status == "completed"
+            and self.summary is not None
+            and self.summary.verdict == "passed"
+        )
+
+
+class RunOverview(_Result):
+    """A run as listed: its status and, once completed, its verdict."""
+
+    id: str
+    name: str | None = None
+    mode: str
+    status: str
+    created_by: str
+    created_at: datetime
+    finished_at: datetime | None = None
+    verdict: str | None = None
+
+
+class DatapointComparison(_Result):
+    """One datapoint, candidate against control on one evaluator: both outputs and values,
+    and the `difference` in score (positive: the candidate did better)."""
+
+    datapoint: str
+    inputs: dict[str, Any] | None = None
+    target: Any = None
+    control_output: str | None = None
+    candidate_output: str | None = None
+    control_value: FeedbackValue = None
+    candidate_value: FeedbackValue = None
+    difference: float | None = None
+
+
+class RunDatapoint(_Result):
+    """A datapoint of a local run, to call your function on; outputs name it by `key`."""
+
+    key: str
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    messages: list[dict[str, Any]] | None = None
+    target: Any = None
+
+
+class LocalPlan(_Result):
+    """What a local run needs from you: an output per candidate (by label) and datapoint."""
+
+    run: str
+    candidates: list[str]
+    datapoints: list[RunDatapoint]
+
+
+class PendingJudgment(_Result):
+    """A human evaluator's judgment waiting for a reviewer: the log's inputs and output, and
+    what kind of value to give."""
+
+    id: str
+    evaluator: str
+    returns: str
+    choices: list[str] | None = None
+    run: str | None = None
+    log_id: str
+    inputs: dict[str, Any] | None = None
+    output: str | None = None
+    created_at: datetime

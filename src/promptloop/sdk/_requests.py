@@ -1,16 +1,18 @@
 """Every API call as data: method, URL, query, body, and how to read the answer.
 
-Nothing here does I/O, so `Client` and `AsyncClient` share each call's logic and differ only
-in how they send. Each builder's signature and docstring become the clients' method.
+Nothing here talks to the server, so `Client` and `AsyncClient` share each call's logic and
+differ only in how they send. Each builder's signature and docstring become the clients' method.
 """
 
 from __future__ import annotations
 
 import builtins
+import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 from urllib.parse import quote
 
@@ -18,23 +20,36 @@ from pydantic import BaseModel
 
 from promptloop.sdk._models import (
     CallResult,
+    Datapoint,
+    DatapointComparison,
+    Dataset,
+    DatasetFromLogs,
+    DatasetVersion,
     DeploymentEvent,
     Diff,
     Environment,
     EnvironmentState,
+    EvaluationRun,
+    Evaluator,
     Feedback,
     FeedbackKind,
     FeedbackStats,
     FeedbackToken,
     FeedbackValue,
     Health,
+    LocalPlan,
     Log,
     Message,
+    Outcome,
     Parameters,
+    PendingJudgment,
     Project,
     Prompt,
     PromptVersion,
     Rendered,
+    RunOverview,
+    SavedDatasetVersion,
+    SavedEvaluator,
     SavedVersion,
     Tool,
 )
@@ -47,18 +62,30 @@ Params = Mapping[str, str | Sequence[str]]
 Source = Literal["sdk", "api", "gateway", "eval", "playground"]
 Category = Literal["vote", "action", "correction", "comment"]
 KindType = Literal["boolean", "number", "choice", "text"]
+EvaluatorKind = Literal["builtin", "code", "llm", "human"]
+DatasetFormat = Literal["csv", "jsonl"]
+DatapointIn = Datapoint | Mapping[str, Any]
+"""A datapoint to save: `{"inputs": {...}, "messages": [...], "target": ...}`, or one read
+from another dataset."""
 # Inside the *Calls classes `list` names a method, so annotations there say `builtins.list`.
 
 
 @dataclass(frozen=True)
 class Call(Generic[T]):
-    """One request below the API root, and how to turn its JSON answer into a result."""
+    """One request below the API root, and how to turn its JSON answer into a result.
+
+    `files` and `form` make the body a multipart form instead of JSON; `raw` hands `read` the
+    answer's bytes instead of its JSON (a download).
+    """
 
     method: str
     path: str
     read: Callable[[Any], T]
     params: Params = field(default_factory=dict)
     json: Json | None = None
+    files: Mapping[str, tuple[str, bytes]] | None = None
+    form: Mapping[str, str] | None = None
+    raw: bool = False
 
 
 @dataclass(frozen=True)
@@ -551,6 +578,348 @@ class FeedbackCalls:
         return Call("GET", "/feedback/stats", _list_of(FeedbackStats), params=params)
 
 
+class DatasetCalls:
+    """Calls on `/datasets` and a dataset's sub-resources under `/datasets/{name}/-/`."""
+
+    @staticmethod
+    def create(
+        name: str,
+        datapoints: Sequence[DatapointIn],
+        *,
+        message: str | None = None,
+        description: str | None = None,
+    ) -> Call[SavedDatasetVersion]:
+        """Save a version holding exactly `datapoints`, in order; the first save creates the
+        dataset (described by `description`). Identical content returns the existing version
+        with `created` False."""
+        body = _compact(
+            datapoints=[_datapoint(d) for d in datapoints],
+            message=message,
+            description=description,
+        )
+        url = _dataset_url(name, "versions")
+        return Call("POST", url, SavedDatasetVersion.model_validate, json=body)
+
+    @staticmethod
+    def edit(
+        name: str,
+        *,
+        base: str = "latest",
+        add: Sequence[DatapointIn] = (),
+        remove: Sequence[str | Datapoint] = (),
+        message: str | None = None,
+    ) -> Call[SavedDatasetVersion]:
+        """Save a new version from `base` (`latest`, a version id or a unique prefix): the
+        datapoints in `remove` (keys, or datapoints read back) left out, then `add` appended.
+        The base version is unchanged."""
+        body = _compact(
+            base=base,
+            add=[_datapoint(d) for d in add],
+            remove=[d.key if isinstance(d, Datapoint) else d for d in remove],
+            message=message,
+        )
+        url = _dataset_url(name, "versions")
+        return Call("POST", url, SavedDatasetVersion.model_validate, json=body)
+
+    @staticmethod
+    def upload(
+        name: str,
+        file: str | os.PathLike[str] | bytes,
+        *,
+        format: DatasetFormat | None = None,
+        message: str | None = None,
+        description: str | None = None,
+    ) -> Call[SavedDatasetVersion]:
+        """Save a version from a CSV file (a header row; `target` and `messages` columns are
+        special, the others are inputs) or a JSON-lines file, given by path or as bytes. The
+        format is `format`, else the file name's extension; bytes need `format`. All or
+        nothing: BadRequestError lists the problems by line."""
+        if isinstance(file, bytes):
+            if format is None:
+                raise ValueError("Give format='csv' or format='jsonl' to upload bytes.")
+            filename, data = f"upload.{format}", file
+        else:
+            filename, data = Path(file).name, Path(file).read_bytes()
+        form = _compact(format=format, message=message, description=description)
+        return Call(
+            "POST",
+            _dataset_url(name, "upload"),
+            SavedDatasetVersion.model_validate,
+            files={"file": (filename, data)},
+            form=form,
+        )
+
+    @staticmethod
+    def from_logs(
+        name: str,
+        *,
+        target: Literal["output", "correction", "none"] = "output",
+        limit: int = 1000,
+        message: str | None = None,
+        description: str | None = None,
+        prompt: str | None = None,
+        version: str | None = None,
+        environment: str | None = None,
+        source: Source | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        error: bool | None = None,
+        end_user: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        feedback: str | Sequence[str] | None = None,
+    ) -> Call[DatasetFromLogs]:
+        """Save a version from up to `limit` logs matching every filter (as in `logs.list`):
+        each log's inputs and messages, with its output as the target (`target="correction"`:
+        the text a person corrected it to, only logs with one; `"none"`: no target). Logs whose
+        content was withheld or whose call failed are skipped and counted."""
+        filters = _compact(
+            prompt=prompt,
+            version=version,
+            environment=environment,
+            source=source,
+            since=None if since is None else _aware(since).isoformat(),
+            until=None if until is None else _aware(until).isoformat(),
+            error=error,
+            end_user=end_user,
+            metadata=None if metadata is None else dict(metadata),
+            feedback=None if feedback is None else _strings(feedback),
+        )
+        body = _compact(
+            filters=filters, target=target, limit=limit, message=message, description=description
+        )
+        url = _dataset_url(name, "from-logs")
+        return Call("POST", url, DatasetFromLogs.model_validate, json=body)
+
+    @staticmethod
+    def list(*, prefix: str | None = None) -> Pages[Dataset]:
+        """Datasets in name order, optionally only those under `prefix` (e.g. "support/")."""
+        return Pages("/datasets", Dataset, _compact(prefix=prefix))
+
+    @staticmethod
+    def get(name: str) -> Call[Dataset]:
+        """A dataset, with its latest version's id and size."""
+        return Call("GET", _dataset_url(name), Dataset.model_validate)
+
+    @staticmethod
+    def version(name: str, version: str = "latest") -> Call[DatasetVersion]:
+        """One version: `latest`, an id, or a unique prefix (4+ hex digits)."""
+        url = _dataset_url(name, "versions", version)
+        return Call("GET", url, DatasetVersion.model_validate)
+
+    @staticmethod
+    def versions(name: str) -> Pages[DatasetVersion]:
+        """Every version of the dataset, newest first."""
+        return Pages(_dataset_url(name, "versions"), DatasetVersion)
+
+    @staticmethod
+    def datapoints(name: str, version: str = "latest") -> Pages[Datapoint]:
+        """A version's datapoints, in order (fetched a page at a time as you iterate)."""
+        return Pages(_dataset_url(name, "versions", version, "datapoints"), Datapoint)
+
+    @staticmethod
+    def download(
+        name: str, version: str = "latest", format: DatasetFormat = "jsonl"
+    ) -> Call[bytes]:
+        """A version as a file: JSON lines (with provenance), or CSV; `upload` reads both."""
+        url = _dataset_url(name, "versions", version, "download")
+        return Call("GET", url, bytes, params={"format": format}, raw=True)
+
+
+class EvaluatorCalls:
+    """Calls on `/evaluators`: versioned judges of a log's output."""
+
+    @staticmethod
+    def save(
+        name: str,
+        kind: EvaluatorKind,
+        *,
+        builtin: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        source: str | None = None,
+        timeout_s: float | None = None,
+        judge: Mapping[str, str] | None = None,
+        returns: KindType | None = None,
+        choices: Sequence[str] | None = None,
+        higher_is_better: bool | None = None,
+        message: str | None = None,
+        description: str | None = None,
+    ) -> Call[SavedEvaluator]:
+        """Save an evaluator version, by `kind`: "builtin" names one (`builtin="exact_match"`,
+        with its `config`); "code" is Python `source` defining `def evaluate(log, datapoint)`,
+        run sandboxed (developers and admins only); "llm" asks a judge prompt
+        (`judge={"prompt": path, "version": id}` or `"environment"`); "human" waits for a
+        reviewer. Identical content returns the existing version with `created` False."""
+        body = _compact(
+            kind=kind,
+            builtin=builtin,
+            config=None if config is None else dict(config),
+            source=source,
+            timeout_s=timeout_s,
+            judge=None if judge is None else dict(judge),
+            returns=returns,
+            choices=None if choices is None else [*choices],
+            higher_is_better=higher_is_better,
+            message=message,
+            description=description,
+        )
+        url = _evaluator_url(name, "versions")
+        return Call("POST", url, SavedEvaluator.model_validate, json=body)
+
+    @staticmethod
+    def list() -> Call[builtins.list[Evaluator]]:
+        """Every evaluator of the project, at its latest version."""
+        return Call("GET", "/evaluators", _list_of(Evaluator))
+
+    @staticmethod
+    def versions(name: str) -> Call[builtins.list[Evaluator]]:
+        """Every version of an evaluator, newest first."""
+        return Call("GET", _evaluator_url(name, "versions"), _list_of(Evaluator))
+
+    @staticmethod
+    def try_on(
+        log_id: str,
+        evaluator: str | None = None,
+        draft: Mapping[str, Any] | None = None,
+        target: Any = None,
+    ) -> Call[Outcome]:
+        """Judge one log with a saved `evaluator` ("name" or "name@version") or an unsaved
+        `draft` (the arguments of `save`, as a dict), against `target`; nothing is stored."""
+        body = _compact(
+            log_id=log_id,
+            evaluator=evaluator,
+            draft=None if draft is None else dict(draft),
+            target=target,
+        )
+        return Call("POST", "/evaluators/-/try", Outcome.model_validate, json=body)
+
+
+class EvaluationCalls:
+    """Calls on `/evaluations` (runs) and `/judgments` (human review)."""
+
+    @staticmethod
+    def start(
+        dataset: str,
+        candidates: Sequence[Mapping[str, Any]],
+        evaluators: Sequence[str],
+        *,
+        dataset_version: str | None = None,
+        control: int | None = None,
+        concurrency: int = 8,
+        thresholds: Mapping[str, float] | None = None,
+        name: str | None = None,
+        mode: Literal["server", "local"] = "server",
+    ) -> Call[EvaluationRun]:
+        """Start a run: each candidate (`{"prompt", "version" | "environment", "model"?,
+        "label"?}`) answers every datapoint of `dataset` (its latest version, or
+        `dataset_version`), and each of `evaluators` ("name" or "name@version") judges the
+        answers. `control` is the index of the candidate the others are compared with; by
+        default what production serves. The run fails if a candidate regresses against the
+        control, or its mean misses `thresholds[evaluator]`. Returns at once: `wait` for it."""
+        body = _compact(
+            dataset=dataset,
+            dataset_version=dataset_version,
+            candidates=[dict(c) for c in candidates],
+            evaluators=[*evaluators],
+            control=control,
+            concurrency=concurrency,
+            thresholds=None if thresholds is None else dict(thresholds),
+            name=name,
+            mode=mode,
+        )
+        return Call("POST", "/evaluations", EvaluationRun.model_validate, json=body)
+
+    @staticmethod
+    def get(run_id: str) -> Call[EvaluationRun]:
+        """A run: its status, progress and statistics (final once completed)."""
+        return Call("GET", _run_url(run_id), EvaluationRun.model_validate)
+
+    @staticmethod
+    def list() -> Pages[RunOverview]:
+        """The project's runs, newest first."""
+        return Pages("/evaluations", RunOverview)
+
+    @staticmethod
+    def cancel(run_id: str) -> Call[EvaluationRun]:
+        """Stop a queued or running run; what was judged so far stays."""
+        return Call("POST", _run_url(run_id, "cancel"), EvaluationRun.model_validate)
+
+    @staticmethod
+    def comparison(
+        run_id: str, evaluator: str, candidate: str | None = None, *, limit: int = 50
+    ) -> Call[builtins.list[DatapointComparison]]:
+        """Per datapoint, a candidate (by label; default: the first besides the control)
+        against the control on one evaluator, the biggest regressions first."""
+        params = _compact(evaluator=evaluator, candidate=candidate, limit=str(limit))
+        url = _run_url(run_id, "comparison")
+        return Call("GET", url, _list_of(DatapointComparison), params=params)
+
+    @staticmethod
+    def datapoints(run_id: str) -> Call[LocalPlan]:
+        """Local runs: the candidates' labels and the datapoints to run your function on."""
+        return Call("GET", _run_url(run_id, "datapoints"), LocalPlan.model_validate)
+
+    @staticmethod
+    def record(run_id: str, outputs: Sequence[Mapping[str, Any]]) -> Call[int]:
+        """Local runs: record up to 1000 outputs, each `{"datapoint": key, "output"` or
+        `"error", "candidate"?, "latency_ms"?, "prompt_tokens"?, "output_tokens"?, "cost"?,
+        "metadata"?}`; they are logged, then judged. Returns how many were recorded."""
+        body = {"outputs": [dict(o) for o in outputs]}
+        return Call("POST", _run_url(run_id, "outputs"), _recorded, json=body)
+
+    @staticmethod
+    def finish(run_id: str) -> Call[EvaluationRun]:
+        """Local runs: every output is in; the server judges what is left, then completes."""
+        return Call("POST", _run_url(run_id, "finish"), EvaluationRun.model_validate)
+
+    @staticmethod
+    def pending_judgments(
+        *, run: str | None = None, limit: int = 50
+    ) -> Call[builtins.list[PendingJudgment]]:
+        """Human judgments waiting for a reviewer (of one run, or all), oldest first."""
+        params = _compact(run=run, limit=str(limit))
+        return Call("GET", "/judgments/pending", _list_of(PendingJudgment), params=params)
+
+    @staticmethod
+    def judge(
+        judgment_id: str, value: FeedbackValue, *, explanation: str | None = None
+    ) -> Call[Outcome]:
+        """Give a pending human judgment; `value` must fit what the evaluator returns."""
+        body = {"value": value, **_compact(explanation=explanation)}
+        url = "/judgments/" + quote(judgment_id, safe="")
+        return Call("POST", url, Outcome.model_validate, json=body)
+
+
+def _datapoint(datapoint: DatapointIn) -> Json:
+    if isinstance(datapoint, Datapoint):  # read from a dataset: its content and provenance
+        return datapoint.model_dump(
+            mode="json", include={"inputs", "messages", "target", "source", "log_id"}
+        )
+    return dict(datapoint)
+
+
+def _recorded(body: Any) -> int:
+    if not isinstance(body, dict) or not isinstance(body.get("recorded"), int):
+        raise ValueError("expected {recorded}")
+    recorded: int = body["recorded"]
+    return recorded
+
+
+def _strings(value: str | Sequence[str]) -> builtins.list[str]:
+    return [value] if isinstance(value, str) else [*value]
+
+
+def _dataset_url(name: str, *sub: str) -> str:
+    return _under("/datasets", name, *sub)
+
+
+def _evaluator_url(name: str, *sub: str) -> str:
+    return "/-/".join([f"/evaluators/{quote(name, safe='')}", "/".join(sub)])
+
+
+def _run_url(run_id: str, *sub: str) -> str:
+    return "/".join(["/evaluations", quote(run_id, safe=""), *sub])
+
+
 def _feedback(
     log_id: str,
     *,
@@ -599,9 +968,13 @@ def _aware(moment: datetime) -> datetime:
 
 
 def _prompt_url(path: str, *sub: str) -> str:
+    return _under("/prompts", path, *sub)
+
+
+def _under(root: str, path: str, *sub: str) -> str:
     # Paths keep their slashes (the server routes `{path:path}`); sub-resources follow `/-/`,
     # which no path can contain because every segment starts with a letter or digit.
-    url = f"/prompts/{quote(path, safe='/')}"
+    url = f"{root}/{quote(path, safe='/')}"
     return "/-/".join([url, "/".join(quote(part, safe="") for part in sub)]) if sub else url
 
 

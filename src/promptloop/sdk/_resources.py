@@ -5,22 +5,40 @@
 docstring, so each API call is written once and type-checks the same on both clients.
 `_queued(build)` makes the same method for both: it queues a log for the client's log thread;
 `_tracking(track)` too: it schedules retention checks on the client's retention thread.
+`wait` and `run` of `client.evaluations` combine several calls; `_runs` holds what the two
+clients share of them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Generator, Iterator
+import time
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Generator,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 from pydantic import BaseModel
 
+from promptloop.sdk._errors import PromptloopError
 from promptloop.sdk._log_queue import LogQueue
-from promptloop.sdk._models import CallResult
+from promptloop.sdk._models import CallResult, EvaluationRun, RunDatapoint
 from promptloop.sdk._requests import (
     Call,
+    DatasetCalls,
     EnvironmentCalls,
+    EvaluationCalls,
+    EvaluatorCalls,
     FeedbackCalls,
     Json,
     LogCalls,
@@ -29,6 +47,15 @@ from promptloop.sdk._requests import (
     PromptCalls,
 )
 from promptloop.sdk._retention import RetentionScheduler, RetentionTracker
+from promptloop.sdk._runs import (
+    AsyncLocalFunction,
+    Deadline,
+    LocalFunction,
+    ProgressCallback,
+    acall,
+    batches,
+)
+from promptloop.sdk._runs import call as call_locally
 from promptloop.sdk._streams import AsyncCallStream, CallStream, Event
 
 P = ParamSpec("P")
@@ -293,3 +320,225 @@ class AsyncFeedbackResource(AsyncResource):
     declare = _async(FeedbackCalls.declare)
     stats = _async(FeedbackCalls.stats)
     track_retention = _tracking(RetentionScheduler.track)
+
+
+class Datasets(SyncResource):
+    """`client.datasets`: datasets, their immutable versions and datapoints."""
+
+    create = _sync(DatasetCalls.create)
+    edit = _sync(DatasetCalls.edit)
+    upload = _sync(DatasetCalls.upload)
+    from_logs = _sync(DatasetCalls.from_logs)
+    list = _sync_pages(DatasetCalls.list)
+    get = _sync(DatasetCalls.get)
+    version = _sync(DatasetCalls.version)
+    versions = _sync_pages(DatasetCalls.versions)
+    datapoints = _sync_pages(DatasetCalls.datapoints)
+    download = _sync(DatasetCalls.download)
+
+
+class Evaluators(SyncResource):
+    """`client.evaluators`: versioned evaluators (built-in, code, LLM judge, human)."""
+
+    save = _sync(EvaluatorCalls.save)
+    list = _sync(EvaluatorCalls.list)
+    versions = _sync(EvaluatorCalls.versions)
+    try_on = _sync(EvaluatorCalls.try_on)
+
+
+class Evaluations(SyncResource):
+    """`client.evaluations`: evaluation runs on the server (`start`, `wait`) or of your own
+    function (`run`); their statistics, comparisons and human review."""
+
+    start = _sync(EvaluationCalls.start)
+    get = _sync(EvaluationCalls.get)
+    list = _sync_pages(EvaluationCalls.list)
+    cancel = _sync(EvaluationCalls.cancel)
+    comparison = _sync(EvaluationCalls.comparison)
+    datapoints = _sync(EvaluationCalls.datapoints)
+    record = _sync(EvaluationCalls.record)
+    finish = _sync(EvaluationCalls.finish)
+    pending_judgments = _sync(EvaluationCalls.pending_judgments)
+    judge = _sync(EvaluationCalls.judge)
+
+    def wait(
+        self,
+        run_id: str,
+        *,
+        timeout: float | None = None,
+        poll: float = 1.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> EvaluationRun:
+        """Wait until the run completed, failed or was cancelled, and return it, asking every
+        `poll` seconds (each answer goes to `on_progress`); TimeoutError after `timeout`
+        seconds, with the run left as it is."""
+        deadline = Deadline(timeout, poll)
+        while True:
+            run = self._client._send(EvaluationCalls.get(run_id))
+            if on_progress is not None:
+                on_progress(run)
+            if run.finished:
+                return run
+            time.sleep(deadline.pause(run))
+
+    def run(
+        self,
+        function: LocalFunction,
+        *,
+        dataset: str,
+        evaluators: Sequence[str],
+        label: str = "local",
+        dataset_version: str | None = None,
+        thresholds: Mapping[str, float] | None = None,
+        concurrency: int = 8,
+        name: str | None = None,
+        timeout: float | None = None,
+        poll: float = 1.0,
+    ) -> EvaluationRun:
+        """Evaluate your own function on a dataset, and return the finished run:
+
+            def answer(inputs, messages):
+                return my_pipeline(inputs["question"])
+
+            run = client.evaluations.run(answer, dataset="support/questions",
+                                         evaluators=["exact"], thresholds={"exact": 0.8})
+            assert run.passed, run.summary.failures
+
+        `function(inputs, messages)` is called on each datapoint (`messages` is None for those
+        without) by `concurrency` threads; it returns the output (text; anything else is sent
+        as JSON), and an exception it raises is that datapoint's error. The outputs are logged
+        as candidate `label`, judged by `evaluators` on the server, then the run is waited
+        for as `wait` does. If this call fails midway, the run is cancelled."""
+        started = self._client._send(
+            EvaluationCalls.start(
+                dataset,
+                [{"label": label}],
+                evaluators,
+                dataset_version=dataset_version,
+                thresholds=thresholds,
+                concurrency=concurrency,
+                name=name,
+                mode="local",
+            )
+        )
+        try:
+            plan = self._client._send(EvaluationCalls.datapoints(started.id))
+
+            def one(point: RunDatapoint) -> Json:
+                return call_locally(function, point, label)
+
+            with ThreadPoolExecutor(concurrency, thread_name_prefix="promptloop-eval") as pool:
+                for batch in batches(plan.datapoints):
+                    outputs = [*pool.map(one, batch)]
+                    self._client._send(EvaluationCalls.record(started.id, outputs))
+            self._client._send(EvaluationCalls.finish(started.id))
+        except BaseException:
+            with contextlib.suppress(PromptloopError):  # the first failure is the one to report
+                self._client._send(EvaluationCalls.cancel(started.id))
+            raise
+        return self.wait(started.id, timeout=timeout, poll=poll)
+
+
+class AsyncDatasets(AsyncResource):
+    """`client.datasets` of `AsyncClient`; methods as in `Datasets`, awaitable (iterators are
+    async iterators)."""
+
+    create = _async(DatasetCalls.create)
+    edit = _async(DatasetCalls.edit)
+    upload = _async(DatasetCalls.upload)
+    from_logs = _async(DatasetCalls.from_logs)
+    list = _async_pages(DatasetCalls.list)
+    get = _async(DatasetCalls.get)
+    version = _async(DatasetCalls.version)
+    versions = _async_pages(DatasetCalls.versions)
+    datapoints = _async_pages(DatasetCalls.datapoints)
+    download = _async(DatasetCalls.download)
+
+
+class AsyncEvaluators(AsyncResource):
+    """`client.evaluators` of `AsyncClient`; methods as in `Evaluators`, awaitable."""
+
+    save = _async(EvaluatorCalls.save)
+    list = _async(EvaluatorCalls.list)
+    versions = _async(EvaluatorCalls.versions)
+    try_on = _async(EvaluatorCalls.try_on)
+
+
+class AsyncEvaluations(AsyncResource):
+    """`client.evaluations` of `AsyncClient`; methods as in `Evaluations`, awaitable (`list`
+    is an async iterator); `run` takes a coroutine function or a plain one."""
+
+    start = _async(EvaluationCalls.start)
+    get = _async(EvaluationCalls.get)
+    list = _async_pages(EvaluationCalls.list)
+    cancel = _async(EvaluationCalls.cancel)
+    comparison = _async(EvaluationCalls.comparison)
+    datapoints = _async(EvaluationCalls.datapoints)
+    record = _async(EvaluationCalls.record)
+    finish = _async(EvaluationCalls.finish)
+    pending_judgments = _async(EvaluationCalls.pending_judgments)
+    judge = _async(EvaluationCalls.judge)
+
+    async def wait(
+        self,
+        run_id: str,
+        *,
+        timeout: float | None = None,
+        poll: float = 1.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> EvaluationRun:
+        """As `Evaluations.wait`, sleeping without blocking the event loop."""
+        deadline = Deadline(timeout, poll)
+        while True:
+            run = await self._client._send(EvaluationCalls.get(run_id))
+            if on_progress is not None:
+                on_progress(run)
+            if run.finished:
+                return run
+            await asyncio.sleep(deadline.pause(run))
+
+    async def run(
+        self,
+        function: AsyncLocalFunction,
+        *,
+        dataset: str,
+        evaluators: Sequence[str],
+        label: str = "local",
+        dataset_version: str | None = None,
+        thresholds: Mapping[str, float] | None = None,
+        concurrency: int = 8,
+        name: str | None = None,
+        timeout: float | None = None,
+        poll: float = 1.0,
+    ) -> EvaluationRun:
+        """As `Evaluations.run`: at most `concurrency` calls of `function` at a time, awaited
+        if it is a coroutine function, else each in a thread."""
+        started = await self._client._send(
+            EvaluationCalls.start(
+                dataset,
+                [{"label": label}],
+                evaluators,
+                dataset_version=dataset_version,
+                thresholds=thresholds,
+                concurrency=concurrency,
+                name=name,
+                mode="local",
+            )
+        )
+        try:
+            plan = await self._client._send(EvaluationCalls.datapoints(started.id))
+            slots = asyncio.Semaphore(concurrency)
+
+            async def one(point: RunDatapoint) -> Json:
+                async with slots:
+                    return await acall(function, point, label)
+
+            for batch in batches(plan.datapoints):
+                outputs = await asyncio.gather(*(one(point) for point in batch))
+                await self._client._send(EvaluationCalls.record(started.id, outputs))
+            await self._client._send(EvaluationCalls.finish(started.id))
+        except BaseException:
+            with contextlib.suppress(PromptloopError):  # the first failure is the one to report
+                await self._client._send(EvaluationCalls.cancel(started.id))
+            raise
+        return await self.wait(started.id, timeout=timeout, poll=poll)
