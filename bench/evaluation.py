@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import tempfile
@@ -149,6 +150,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--delay", type=float, default=0.2)
     parser.add_argument("--profile", help="py-spy flame graph of the server during the run")
+    parser.add_argument("--keep", action="store_true", help="keep the data folder (printed)")
     parser.add_argument("--upstream", type=int, help=argparse.SUPPRESS)  # internal
     args = parser.parse_args()
     if args.upstream:
@@ -160,8 +162,14 @@ def main() -> None:
         return
 
     upstream_port, port = free_port(), free_port()
-    with tempfile.TemporaryDirectory(prefix="promptloop-bench-") as tmp:
+    if args.keep:
+        holder: Any = contextlib.nullcontext(tempfile.mkdtemp(prefix="promptloop-bench-"))
+    else:
+        holder = tempfile.TemporaryDirectory(prefix="promptloop-bench-")
+    with holder as tmp:
         folder = Path(tmp)
+        if args.keep:
+            print(f"data: {folder / 'data'}", file=sys.stderr)
         data_dir = folder / "data"
         upstream_cmd = [
             sys.executable,

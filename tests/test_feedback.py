@@ -248,7 +248,7 @@ def test_a_feedback_token_works_from_a_browser_for_its_log_alone(
     )
     box = server.app.state.secret_box
     with server.app.state.db.session(write=False) as session:
-        from promptloop.services.projects import get_project  # noqa: PLC0415
+        from promptloop.services.projects import get_project
 
         project = get_project(session, name="default")
     old = feedback.issue_token(

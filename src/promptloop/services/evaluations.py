@@ -352,8 +352,7 @@ def _judgment_rows(session: Session, run: EvaluationRun) -> list[Any]:
                 Judgment.error,
                 Judgment.pending,
             )
-            .join(Log, Log.id == Judgment.log_id)
-            .join(RunItem, (RunItem.log_uid == Log.uid) & (RunItem.run_id == Judgment.run_id))
+            .join(RunItem, RunItem.id == Judgment.run_item_id)
             .where(Judgment.run_id == run.id)
         )
     )
@@ -524,13 +523,11 @@ def comparison(
         select(
             RunItem.candidate_id, RunItem.datapoint_id, Judgment.value, Judgment.score, Log.output
         )
-        .join(Log, Log.uid == RunItem.log_uid)
         .join(
             Judgment,
-            (Judgment.log_id == Log.id)
-            & (Judgment.run_id == run.id)
-            & (Judgment.evaluator_version_pk == version.id),
+            (Judgment.run_item_id == RunItem.id) & (Judgment.evaluator_version_pk == version.id),
         )
+        .join(Log, Log.id == Judgment.log_id)
         .where(RunItem.run_id == run.id, RunItem.candidate_id.in_([control.id, chosen.id]))
     ).all()
     by_point: dict[int, dict[int, tuple[Any, float | None, str | None]]] = {}
@@ -932,6 +929,7 @@ class Executor:
                             "kind_id": None,
                             "evaluator_version_pk": runner.version.id,
                             "run_id": plan.run.id,
+                            "run_item_id": item.item_id,
                             "name": runner.name,
                             "category": "evaluator",
                             "value": None if runner.human else outcome.value,

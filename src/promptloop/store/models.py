@@ -336,6 +336,9 @@ class Judgment(Base):
     run_id: Mapped[int | None] = mapped_column(
         ForeignKey("evaluation_runs.id", ondelete="CASCADE"), index=True
     )
+    run_item_id: Mapped[int | None] = mapped_column(  # the candidate and datapoint judged
+        ForeignKey("run_items.id", ondelete="CASCADE")
+    )
     name: Mapped[str] = mapped_column(String(64))
     category: Mapped[str] = mapped_column(String(16))
     value: Mapped[Any | None] = mapped_column(JSONType)

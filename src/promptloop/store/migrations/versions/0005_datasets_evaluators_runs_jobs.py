@@ -2,7 +2,7 @@
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-11-28 02:05:08.043456
+Create Date: 2026-11-28 02:55:43.277694
 """
 
 from collections.abc import Sequence
@@ -329,6 +329,7 @@ def upgrade() -> None:
     with op.batch_alter_table("judgments", schema=None) as batch_op:
         batch_op.add_column(sa.Column("evaluator_version_pk", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("run_id", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("run_item_id", sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column("explanation", sa.Text(), nullable=True))
         batch_op.add_column(sa.Column("error", sa.Text(), nullable=True))
         batch_op.add_column(
@@ -339,6 +340,13 @@ def upgrade() -> None:
             batch_op.f("fk_judgments_run_id_evaluation_runs"),
             "evaluation_runs",
             ["run_id"],
+            ["id"],
+            ondelete="CASCADE",
+        )
+        batch_op.create_foreign_key(
+            batch_op.f("fk_judgments_run_item_id_run_items"),
+            "run_items",
+            ["run_item_id"],
             ["id"],
             ondelete="CASCADE",
         )
@@ -358,12 +366,16 @@ def downgrade() -> None:
             batch_op.f("fk_judgments_evaluator_version_pk_evaluator_versions"), type_="foreignkey"
         )
         batch_op.drop_constraint(
+            batch_op.f("fk_judgments_run_item_id_run_items"), type_="foreignkey"
+        )
+        batch_op.drop_constraint(
             batch_op.f("fk_judgments_run_id_evaluation_runs"), type_="foreignkey"
         )
         batch_op.drop_index(batch_op.f("ix_judgments_run_id"))
         batch_op.drop_column("pending")
         batch_op.drop_column("error")
         batch_op.drop_column("explanation")
+        batch_op.drop_column("run_item_id")
         batch_op.drop_column("run_id")
         batch_op.drop_column("evaluator_version_pk")
 
