@@ -98,6 +98,7 @@ class BData:
     key_prefix: str
     versions: tuple[str, str]
     run: str  # a finished local run of B, with a control
+    tune: str  # a (queued) fine-tune of B
     member_email: str = B_EMAIL
     provider: str = B_PROVIDER
     log: str = B_LOG
@@ -244,6 +245,31 @@ def build_world(settings: Settings) -> Iterator[World]:
         )
         ok(b_admin.post(f"{BASE}/evaluations/{b_run}/finish"))  # no outputs: nothing logged
         assert wait_for_run(b_admin, b_run)["status"] == "completed"
+        b_tuned = ok(
+            b_admin.post(
+                f"{BASE}/prompts/secret-b/tuned/-/versions", json=kernel_body("Tune {{ x }}")
+            ),
+            201,
+        )["id"]
+        b_points = [{"inputs": {"x": f"{B_CONTENT} {i}"}, "target": B_CONTENT} for i in range(6)]
+        ok(
+            b_admin.post(
+                f"{BASE}/datasets/secret-b/tuning/-/versions", json={"datapoints": b_points}
+            ),
+            201,
+        )
+        b_tune = ok(
+            b_admin.post(
+                f"{BASE}/fine-tunes",
+                json={
+                    "name": "secret-b-model",
+                    "dataset": "secret-b/tuning",
+                    "prompt": "secret-b/tuned",
+                    "version": b_tuned,
+                },
+            ),
+            202,
+        )["id"]
 
         ok(
             admin.post(f"{BASE}/members", json={"email": "alice-a@example.com", "role": "member"}),
@@ -335,6 +361,7 @@ def build_world(settings: Settings) -> Iterator[World]:
                 key_prefix=b_key["prefix"],
                 versions=(b_versions[0], b_versions[1]),
                 run=b_run,
+                tune=b_tune,
             ),
             secrets=secrets,
         )
@@ -350,7 +377,11 @@ def fake() -> Iterator[FakeProvider]:
 @pytest.fixture(scope="module")
 def world_sqlite(tmp_path_factory: pytest.TempPathFactory, fake: FakeProvider) -> Iterator[World]:
     root = tmp_path_factory.mktemp("authz-sqlite")
-    settings = Settings(data_dir=root / "data", database_url=f"sqlite:///{root / 'promptloop.db'}")
+    settings = Settings(
+        data_dir=root / "data",
+        database_url=f"sqlite:///{root / 'promptloop.db'}",
+        worker_jobs=["evaluation_run"],  # fine-tunes stay queued: the cases never train
+    )
     yield from build_world(settings)
 
 
@@ -360,7 +391,9 @@ def world_postgresql(
 ) -> Iterator[World]:
     root = tmp_path_factory.mktemp("authz-pg")
     settings = Settings(
-        data_dir=root / "data", database_url=fresh_postgres_database(postgres_server)
+        data_dir=root / "data",
+        database_url=fresh_postgres_database(postgres_server),
+        worker_jobs=["evaluation_run"],
     )
     yield from build_world(settings)
 
@@ -1163,6 +1196,55 @@ def give_judgment(w: World, tag: str) -> Attempt:
     return Attempt(f"{BASE}/judgments/{judgment}", {"value": 4}, unchanged, applied)
 
 
+def fine_tune_body(w: World, tag: str) -> dict[str, Any]:
+    """A fine-tune of the read eval prompt on a fresh dataset of A (queued, never trained)."""
+    dataset = f"authz/{tag}/ft"
+    points = [{"inputs": {"x": f"{tag} {i}"}, "target": f"t{i}"} for i in range(10)]
+    ok(w.admin.post(f"{BASE}/datasets/{dataset}/-/versions", json={"datapoints": points}), 201)
+    return {"name": f"ft-{tag}", "dataset": dataset, "prompt": READ_EVAL_PATH}
+
+
+def fine_tunes(w: World) -> dict[str, str]:
+    """Model name -> status of A's fine-tunes."""
+    found = ok(w.admin.get(f"{BASE}/fine-tunes", params={"limit": 200}))["data"]
+    return {t["model"]: t["status"] for t in found}
+
+
+def start_fine_tune(w: World, tag: str) -> Attempt:
+    body = fine_tune_body(w, tag)
+    model = f"local/{w.settings.default_project}/ft-{tag}"
+
+    def unchanged() -> None:
+        assert model not in fine_tunes(w)
+
+    def applied(response: Response) -> None:
+        assert fine_tunes(w)[model] == "queued"
+        ok(w.admin.post(f"{BASE}/fine-tunes/{response.json()['id']}/cancel"))
+
+    return Attempt(f"{BASE}/fine-tunes", body, unchanged, applied)
+
+
+def cancel_fine_tune(w: World, tag: str) -> Attempt:
+    tune = ok(w.admin.post(f"{BASE}/fine-tunes", json=fine_tune_body(w, tag)), 202)
+
+    def unchanged() -> None:
+        assert fine_tunes(w)[tune["model"]] == "queued"
+        ok(w.admin.post(f"{BASE}/fine-tunes/{tune['id']}/cancel"))
+
+    def applied(_response: Response) -> None:
+        assert fine_tunes(w)[tune["model"]] == "cancelled"
+
+    return Attempt(f"{BASE}/fine-tunes/{tune['id']}/cancel", None, unchanged, applied)
+
+
+def read_tune(w: World) -> str:
+    """A fine-tune of A for the reads (created once per world, left queued)."""
+    if "tune" not in w.secrets:
+        tune = ok(w.admin.post(f"{BASE}/fine-tunes", json=fine_tune_body(w, "read")), 202)
+        w.secrets["tune"] = tune["id"]
+    return w.secrets["tune"]
+
+
 DEPLOY = f"{BASE}/prompts/{{path:path}}/-/deployments/{{environment}}"
 DATASET_ROUTE = f"{BASE}/datasets/{{name:path}}"
 EVALUATOR_VERSIONS = f"{BASE}/evaluators/{{name}}/-/versions"
@@ -1337,6 +1419,14 @@ CASES = (
         at_least("member"),
         give_judgment,
     ),
+    Case("start-fine-tune", "POST", f"{BASE}/fine-tunes", at_least("developer"), start_fine_tune),
+    Case(
+        "cancel-fine-tune",
+        "POST",
+        f"{BASE}/fine-tunes/{{tune_id}}/cancel",
+        at_least("developer"),
+        cancel_fine_tune,
+    ),
     Case(
         "set-content-capture",
         "PATCH",
@@ -1454,6 +1544,8 @@ def test_matrix_table_is_the_documented_policy() -> None:
         "record-local-outputs": "member",
         "finish-local-run": "member",
         "give-judgment": "member",
+        "start-fine-tune": "developer",
+        "cancel-fine-tune": "developer",
         "set-content-capture": "admin",
         "create-project": "viewer",  # any signed-in user; never an API key
     }
@@ -1633,6 +1725,18 @@ READS = (
         shows=lambda w: "retained",
     ),
     Read("feedback-stats", f"{BASE}/feedback/stats", lambda w: f"{BASE}/feedback/stats"),
+    Read(
+        "fine-tunes",
+        f"{BASE}/fine-tunes",
+        lambda w: f"{BASE}/fine-tunes?limit=200" if read_tune(w) else "",
+        shows=lambda w: read_tune(w),
+    ),
+    Read(
+        "fine-tune",
+        f"{BASE}/fine-tunes/{{tune_id}}",
+        lambda w: f"{BASE}/fine-tunes/{read_tune(w)}",
+        shows=lambda w: "ft-read",
+    ),
     Read("prompts", f"{BASE}/prompts", lambda w: f"{BASE}/prompts", shows=lambda w: READ_PATH),
     Read("prompt", PROMPT, lambda w: f"{BASE}/prompts/{READ_PATH}", shows=lambda w: READ_PATH),
     Read(
@@ -1863,13 +1967,15 @@ def b_unchanged(w: World) -> None:
     assert {m["email"]: m["role"] for m in ok(b.get(f"{BASE}/members"))}[B_EMAIL] == "member"
     assert provider_hints(b) == {B_PROVIDER: "9999"}
     assert ok(b.get(f"{BASE}/environments"))  # B's admin key still works
-    assert [p["path"] for p in ok(b.get(f"{BASE}/prompts"))["data"]] == [B_PATH]
+    assert [p["path"] for p in ok(b.get(f"{BASE}/prompts"))["data"]] == [B_PATH, "secret-b/tuned"]
     assert ok(b.get(f"{BASE}/logs/{B_LOG}"))["output"] == f"{B_CONTENT} log"
     assert [log["id"] for log in ok(b.get(f"{BASE}/logs"))["data"]] == [B_LOG]
     assert len(ok(b.get(f"{BASE}/datasets/{B_DATASET}/-/versions"))["data"]) == 1
     assert len(ok(b.get(f"{BASE}/evaluators/{B_EVALUATOR}/-/versions"))) == 1
     assert [r["id"] for r in ok(b.get(f"{BASE}/evaluations"))["data"]] == [w.b.run]
     assert ok(b.get(f"{BASE}/evaluations/{w.b.run}"))["status"] == "completed"
+    assert [t["id"] for t in ok(b.get(f"{BASE}/fine-tunes"))["data"]] == [w.b.tune]
+    assert ok(b.get(f"{BASE}/fine-tunes/{w.b.tune}"))["status"] == "queued"
 
 
 def route_sample(method: str, route: str, w: World) -> tuple[str, Any]:
@@ -1887,6 +1993,7 @@ def route_sample(method: str, route: str, w: World) -> tuple[str, Any]:
         "{email}": B_EMAIL,
         "{key_id}": str(w.b.key_id),
         "{log_id}": B_LOG,
+        "{tune_id}": w.b.tune,
         f"{BASE}/models/{{provider}}/{{name:path}}": f"{BASE}/models/fake/fake-1",
         "{provider}": B_PROVIDER,
     }
@@ -1924,6 +2031,7 @@ def route_sample(method: str, route: str, w: World) -> tuple[str, Any]:
         },
         ("PATCH", f"{BASE}/members/{{email}}"): {"role": "viewer"},
         ("POST", f"{BASE}/feedback-kinds"): {"name": "guessed", "category": "vote"},
+        ("POST", f"{BASE}/fine-tunes"): {"name": "guessed", "dataset": B_PATH, "prompt": B_PATH},
         ("POST", f"{BASE}/logs/{{log_id}}/feedback"): {"name": "rating", "value": "down"},
         ("POST", f"{DATASET_ROUTE}/-/versions"): {"datapoints": [{"inputs": {"x": "guess"}}]},
         ("POST", f"{DATASET_ROUTE}/-/from-logs"): {},

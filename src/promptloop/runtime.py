@@ -7,10 +7,11 @@ import asyncio
 import logging
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 from promptloop.providers import local as local_provider
 from promptloop.providers.registry import providers
-from promptloop.services import evaluations
+from promptloop.services import evaluations, finetunes
 from promptloop.services.calls import Caller
 from promptloop.services.catalogue import Prices
 from promptloop.services.evaluations import Executor
@@ -44,9 +45,15 @@ class Runtime:
         log_writer = Logger(SqlLogStore(db), Prices(db))
         caller = Caller(db, log_writer, box)
         executor = Executor(db, caller, blocked_paths=[settings.data_dir])
+        trainer = finetunes.Trainer(db, data_dir=settings.data_dir)
+        handlers: dict[str, Any] = {evaluations.JOB_KIND: executor, finetunes.JOB_KIND: trainer}
         worker = Worker(
-            db, {evaluations.JOB_KIND: executor}, stale_after_s=settings.job_stale_after_s
+            db,
+            {kind: handlers[kind] for kind in settings.worker_jobs},
+            stale_after_s=settings.job_stale_after_s,
         )
+        trainer.wake = worker.wake  # a finished fine-tune queues its evaluation
+        finetunes.register_adapters(settings.data_dir)
         return cls(settings, db, box, log_writer, caller, executor, worker)
 
     async def close(self) -> None:

@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         description="Run the background-job worker (evaluation runs) inside `promptloop serve`. "
         "Turn off on API replicas when `promptloop worker` processes run elsewhere.",
     )
+    worker_jobs: list[Literal["evaluation_run", "fine_tune"]] = Field(
+        default=["evaluation_run", "fine_tune"],
+        description="Which kinds of job this process's worker runs, e.g. leave `fine_tune` to "
+        "a `promptloop worker` on a machine with a GPU.",
+    )
     job_stale_after_s: float = Field(
         default=30.0,
         gt=0,

@@ -20,6 +20,7 @@ from promptloop.api.routes import (
     deployments,
     evaluations,
     feedback,
+    finetunes,
     gateway,
     health,
     keys,
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         deployments.router,
         datasets.router,
         evaluations.router,
+        finetunes.router,
         prompts.prompt_router,
     ):
         api.include_router(router)

@@ -40,6 +40,7 @@ class Permission(enum.Enum):
     edit = (Role.member, "change prompts, feedback kinds, datasets and evaluators in this project")
     write_logs = (Role.member, "log, call models or give feedback")
     write_code = (Role.developer, "save code evaluators (their code runs on the server)")
+    fine_tune = (Role.developer, "start fine-tuning jobs")
     deploy = (Role.member, "deploy")  # to unprotected environments
     deploy_protected = (Role.developer, "deploy to a protected environment")
     manage_environments = (Role.developer, "manage environments")

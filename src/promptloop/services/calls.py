@@ -20,7 +20,7 @@ from promptloop.core.errors import InvalidInput, NotFound
 from promptloop.core.kernel import Kernel, Parameters
 from promptloop.providers.base import ChatRequest, Completion, Credentials, Delta, ProviderError
 from promptloop.providers.registry import get_provider
-from promptloop.services import prompts, provider_keys
+from promptloop.services import catalogue, prompts, provider_keys
 from promptloop.services.logs import LogEntry, Logger
 from promptloop.services.secrets import SecretBox
 from promptloop.store.db import Database
@@ -211,6 +211,9 @@ class Caller:
                 raise InvalidInput(
                     "Name a prompt (with an environment or version) or give a kernel to call."
                 )
+            catalogue.check_access(
+                session, project=project, provider=kernel.provider, name=kernel.model
+            )
             credentials = self._credentials(session, project, kernel.provider)
             resolved = None
             if version is not None:
@@ -266,6 +269,9 @@ class Caller:
         if not spec.messages:
             raise InvalidInput("Give at least one message to send to the model.")
         with self.db.session(write=False) as session:
+            catalogue.check_access(
+                session, project=project, provider=target.provider, name=target.model
+            )
             credentials = self._credentials(session, project, target.provider)
         request = ChatRequest(
             model=target.model,

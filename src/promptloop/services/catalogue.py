@@ -10,11 +10,11 @@ import threading
 import time
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from promptloop.core.access import Actor
-from promptloop.core.errors import InvalidInput
+from promptloop.core.errors import InvalidInput, NotFound
 from promptloop.providers.base import ModelInfo
 from promptloop.services import audit
 from promptloop.store.db import Database
@@ -39,11 +39,28 @@ def seed(session: Session, models: Sequence[ModelInfo]) -> None:
             )
 
 
-def list_models(session: Session, *, provider: str | None = None) -> Sequence[Model]:
+def list_models(
+    session: Session, *, provider: str | None = None, project: Project | None = None
+) -> Sequence[Model]:
+    """The catalogue; with `project`, only the models that project may use (fine-tuned models
+    belong to the project whose data trained them)."""
     query = select(Model).order_by(Model.provider, Model.name)
     if provider:
         query = query.where(Model.provider == provider)
+    if project is not None:
+        query = query.where(or_(Model.project_id.is_(None), Model.project_id == project.id))
     return session.scalars(query).all()
+
+
+def check_access(session: Session, *, project: Project, provider: str, name: str) -> None:
+    """NotFound for a fine-tuned model of another project: its weights learned that project's
+    data, which can be extracted by whoever can prompt it, so only that project may call or
+    deploy it (and to others it does not exist)."""
+    owner = session.scalar(
+        select(Model.project_id).where(Model.provider == provider, Model.name == name)
+    )
+    if owner is not None and owner != project.id:
+        raise NotFound(f"No model {provider}/{name} in project {project.name!r}.")
 
 
 def set_prices(

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from promptloop.core.access import Actor, Permission
 from promptloop.core.errors import Conflict
-from promptloop.services import audit
+from promptloop.services import audit, catalogue
 from promptloop.services.pagination import Page, paginate
 from promptloop.services.projects import get_environment, list_environments
 from promptloop.services.prompts import get_prompt, get_version
@@ -67,6 +67,10 @@ def deploy(
     target = get_version(session, prompt=prompt, ref=version)
     env = get_environment(session, project=project, name=environment)
     _require_deploy(actor, env)
+    kernel = target.kernel
+    catalogue.check_access(
+        session, project=project, provider=kernel["provider"], name=kernel["model"]
+    )
     current, previous = _lock_or_create(
         session, prompt=prompt, environment=env, version=target, actor=actor
     )

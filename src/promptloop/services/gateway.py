@@ -183,7 +183,7 @@ def list_models(
     actor.require(Permission.read)
     listed = [
         ListedModel(f"{m.provider}/{m.name}", m.provider, _epoch(m.updated_at))
-        for m in catalogue.list_models(session)
+        for m in catalogue.list_models(session, project=project)
     ]
     prompts = session.execute(
         select(Prompt.path, Prompt.created_at)

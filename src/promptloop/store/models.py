@@ -240,6 +240,12 @@ class Model(Base):
     output_price: Mapped[float | None]
     context_window: Mapped[int | None]
     capabilities: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Fine-tuned models: the job that made it, and the only project whose members may call or
+    # deploy it (its weights learned that project's data).
+    fine_tune_id: Mapped[int | None] = mapped_column(
+        ForeignKey("fine_tunes.id", ondelete="CASCADE")
+    )
+    project_id: Mapped[int | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -536,3 +542,36 @@ class RunItem(Base):
     log_uid: Mapped[str | None] = mapped_column(String(36))
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, logged, done
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class FineTune(Base):
+    """A fine-tuning job and what it produced: a base model trained on a dataset version (the
+    datapoints rendered through a prompt version), its metrics, its adapter, the model it
+    registered, and the evaluation that compares it with what is deployed."""
+
+    __tablename__ = "fine_tunes"
+    __table_args__ = (UniqueConstraint("uid"), UniqueConstraint("model_name"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    uid: Mapped[str] = mapped_column(String(32))
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    model_name: Mapped[str] = mapped_column(String(200))  # what it is called, under `local/`
+    method: Mapped[str] = mapped_column(String(16))  # lora
+    base_model: Mapped[str] = mapped_column(String(200))
+    prompt_id: Mapped[int] = mapped_column(ForeignKey("prompts.id", ondelete="CASCADE"))
+    version_pk: Mapped[int] = mapped_column(ForeignKey("prompt_versions.id"))
+    dataset_version_pk: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"))
+    held_out_fraction: Mapped[float]
+    hyperparameters: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    evaluators: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    adapter_dir: Mapped[str | None] = mapped_column(String(500))
+    evaluation_run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("evaluation_runs.id", ondelete="SET NULL")
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]

@@ -18,10 +18,10 @@ router = APIRouter(tags=["models"])
 def list_models(
     ctx: ContextDep, provider: Annotated[str | None, Query(max_length=64)] = None
 ) -> list[ModelPublic]:
-    with ctx.transaction(write=False) as (session, _project, _actor):
+    with ctx.transaction(write=False) as (session, project, _actor):
         return [
             ModelPublic.model_validate(m, from_attributes=True)
-            for m in catalogue.list_models(session, provider=provider)
+            for m in catalogue.list_models(session, provider=provider, project=project)
         ]
 
 

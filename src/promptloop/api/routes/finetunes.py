@@ -1,0 +1,121 @@
+"""Fine-tuning jobs: train a small model on a dataset, register it, evaluate it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request, status
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from promptloop.api.deps import ContextDep
+from promptloop.api.routes.prompts import Cursor, Limit
+from promptloop.api.schemas import ListPublic, Strict
+from promptloop.services import finetunes
+from promptloop.services.finetunes import FineTuneRequest
+from promptloop.store.models import FineTune
+
+router = APIRouter(tags=["fine-tuning"])
+TuneId = Annotated[str, Path(max_length=32)]
+
+
+class FineTuneCreate(Strict):
+    name: str = Field(
+        max_length=64, description="The model's name: it is called as local/<project>/<name>."
+    )
+    dataset: str = Field(max_length=255)
+    dataset_version: str | None = Field(default=None, max_length=12)
+    prompt: str = Field(
+        max_length=255, description="The prompt whose template renders each datapoint."
+    )
+    version: str | None = Field(default=None, max_length=12)
+    environment: str | None = Field(default=None, max_length=64)
+    base_model: str = Field(default="local/smollm2-135m", max_length=200)
+    method: str = Field(default="lora", max_length=16)
+    hyperparameters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="r, alpha, dropout, learning_rate, batch_size, epochs or max_steps, "
+        "max_length, seed.",
+    )
+    held_out_fraction: float = Field(default=0.2, gt=0, lt=1)
+    evaluators: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="Evaluate the result against production on the held-out data with these.",
+    )
+
+
+class FineTunePublic(BaseModel):
+    id: str
+    model: str = Field(description="Use it as a provider model: local/<project>/<name>.")
+    status: str
+    method: str
+    base_model: str
+    hyperparameters: dict[str, Any]
+    held_out_fraction: float
+    evaluators: list[str]
+    progress: dict[str, Any]
+    metrics: dict[str, Any] | None
+    evaluation: str | None = Field(description="The evaluation run against production.")
+    error: str | None
+    created_by: str
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@router.post("/fine-tunes", status_code=status.HTTP_202_ACCEPTED, summary="Start a fine-tuning job")
+def start(body: FineTuneCreate, ctx: ContextDep, request: Request) -> FineTunePublic:
+    with ctx.transaction(write=True) as (session, project, actor):
+        tune = finetunes.start(
+            session, actor=actor, project=project, request=FineTuneRequest(**body.model_dump())
+        )
+        public = _public(session, tune)
+    request.app.state.wake_worker()
+    return public
+
+
+@router.get("/fine-tunes", summary="Fine-tuning jobs, newest first")
+def list_fine_tunes(
+    ctx: ContextDep, cursor: Cursor = None, limit: Limit = 50
+) -> ListPublic[FineTunePublic]:
+    with ctx.transaction(write=False) as (session, project, actor):
+        page = finetunes.list_fine_tunes(
+            session, actor=actor, project=project, cursor=cursor, limit=limit
+        )
+        return ListPublic(
+            data=[_public(session, t) for t in page.items], next_cursor=page.next_cursor
+        )
+
+
+@router.get("/fine-tunes/{tune_id}", summary="A fine-tuning job: progress, metrics, model")
+def get(tune_id: TuneId, ctx: ContextDep) -> FineTunePublic:
+    with ctx.transaction(write=False) as (session, project, actor):
+        return _public(session, finetunes.get(session, actor=actor, project=project, uid=tune_id))
+
+
+@router.post("/fine-tunes/{tune_id}/cancel", summary="Cancel a fine-tuning job")
+def cancel(tune_id: TuneId, ctx: ContextDep) -> FineTunePublic:
+    with ctx.transaction(write=True) as (session, project, actor):
+        tune = finetunes.cancel(session, actor=actor, project=project, uid=tune_id)
+        return _public(session, tune)
+
+
+def _public(session: Session, tune: FineTune) -> FineTunePublic:
+    return FineTunePublic(
+        id=tune.uid,
+        model=f"local/{tune.model_name}",
+        status=tune.status,
+        method=tune.method,
+        base_model=tune.base_model,
+        hyperparameters=tune.hyperparameters,
+        held_out_fraction=tune.held_out_fraction,
+        evaluators=tune.evaluators,
+        progress=finetunes.progress_of(session, tune),
+        metrics=tune.metrics,
+        evaluation=finetunes.run_uid(session, tune),
+        error=tune.error,
+        created_by=tune.created_by,
+        created_at=tune.created_at,
+        finished_at=tune.finished_at,
+    )
