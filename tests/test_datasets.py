@@ -377,6 +377,29 @@ def test_from_corrections_uses_the_corrected_text(client: TestClient) -> None:
     assert again["id"] == saved["id"] and again["created"] is False
 
 
+def test_a_fine_tuning_set_takes_corrections_over_outputs_and_drops_duplicates(
+    client: TestClient,
+) -> None:
+    liked = log(client, inputs={"q": "plain"}, output="Fine as it is.")
+    repeat = log(client, inputs={"q": "plain"}, output="Fine as it is.")  # same content
+    fixed = log(client, inputs={"q": "day"}, output="It ships Monday.")
+    for log_id in (liked, repeat, fixed):
+        give(client, log_id, "rating", "up")
+    give(client, fixed, "correction", "It ships Tuesday.")
+
+    saved = from_logs(client, "tuning", filters={"feedback": ["up"]}, target="corrected")
+    assert (saved["source"], saved["count"], saved["skipped_reasons"]) == (
+        "logs",
+        2,
+        {"duplicate": 1},
+    )
+    points = datapoints(client, "tuning")
+    assert [(p["inputs"], p["target"], p["source"], p["log_id"]) for p in points] == [
+        ({"q": "day"}, "It ships Tuesday.", "correction", fixed),
+        ({"q": "plain"}, "Fine as it is.", "log", repeat),  # the newest of the two
+    ]
+
+
 def test_downloads_round_trip(client: TestClient) -> None:
     csv_text = 'question,customer,messages,target\nWhere?,Ada,,"Here, now"\nWhen?,Bob,,\n'
     saved = upload(client, "trip", csv_text, "trip.csv").json()

@@ -117,10 +117,11 @@ class LogFiltersCreate(Strict):
 
 class FromLogsCreate(Strict):
     filters: LogFiltersCreate = Field(default_factory=LogFiltersCreate)
-    target: Literal["output", "correction", "none"] = Field(
+    target: Literal["output", "correction", "corrected", "none"] = Field(
         default="output",
         description="The datapoints' target: the log's output, the text a person corrected it "
-        "to (only logs with a correction), or none.",
+        "to (only logs with a correction), that correction where there is one and else the "
+        "output (`corrected`), or none.",
     )
     limit: int = Field(default=1000, ge=1, le=MAX_FROM_LOGS, description="Most datapoints.")
     message: str | None = Field(default=None, max_length=10_000)

@@ -37,7 +37,9 @@ from promptloop.store.models import (
 
 MIN_VERSION_PREFIX = 4
 LATEST = "latest"
-TARGETS = ("output", "correction", "none")  # what a datapoint made from a log has as target
+# What a datapoint made from a log has as target: its output, the correction a person made of
+# it (only logs with one), the correction where there is one and else the output, or nothing.
+TARGETS = ("output", "correction", "corrected", "none")
 MAX_FROM_LOGS = 10_000
 _LOG_PAGE = 500
 _HEX = frozenset("0123456789abcdef")
@@ -329,9 +331,11 @@ def from_logs(
     """A version from the project's logs matching `filters`, newest first, up to `limit`
     datapoints, each keeping the id of its log.
 
-    The target is the log's output (`output`), nothing (`none`), or the text a person corrected
-    the output to (`correction`: only logs with a current correction). Logs whose content was
-    withheld for consent, and failed calls, are skipped and counted.
+    The target is the log's output (`output`), nothing (`none`), the text a person corrected
+    the output to (`correction`: only logs with a current correction), or that correction where
+    there is one and the output elsewhere (`corrected`: what a fine-tuning set wants). Logs
+    whose content was withheld for consent, failed calls, and datapoints identical to one
+    already taken (`duplicate`) are skipped and counted.
     """
     actor.require(Permission.edit)
     if target not in TARGETS:
@@ -344,6 +348,7 @@ def from_logs(
         if len(kinds) == 1 and kinds[0] not in words:
             words = (*words, kinds[0])  # lets the log store narrow the scan
     found: list[DatapointSpec] = []
+    keys: set[str] = set()
     skipped: Counter[str] = Counter()
     matched = 0
     cursor: str | None = None
@@ -367,7 +372,9 @@ def from_logs(
             feedback=words,
         )
         corrections = (
-            _corrections(session, [log.id for log in page.items]) if target == "correction" else {}
+            _corrections(session, [log.id for log in page.items])
+            if target in ("correction", "corrected")
+            else {}
         )
         for log in page.items:
             correction = corrections.get(log.id)
@@ -378,7 +385,12 @@ def from_logs(
             if reason:
                 skipped[reason] += 1
                 continue
-            found.append(_from_log(log, target=target, correction=correction))
+            point = _from_log(log, target=target, correction=correction)
+            if point.key in keys:
+                skipped["duplicate"] += 1
+                continue
+            keys.add(point.key)
+            found.append(point)
             if len(found) == limit:
                 break
         if page.next_cursor is None:
@@ -460,9 +472,9 @@ def _from_log(log: Log, *, target: str, correction: _Correction | None) -> Datap
         target=(
             correction.text
             if correction is not None
-            else (log.output if target == "output" else None)
+            else (log.output if target in ("output", "corrected") else None)
         ),
-        source="correction" if target == "correction" else "log",
+        source="correction" if correction is not None else "log",
         log_uid=log.uid,
     )
 
