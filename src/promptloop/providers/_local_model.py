@@ -1,4 +1,5 @@
-"""The torch side of the `local` provider: convert a GGUF model once, load it, generate.
+"""The torch side of the `local` provider: convert a GGUF model once, load it, apply LoRA
+adapters to it, generate.
 
 Imported only when a local model is first used (torch and transformers come with the `local`
 extra), and only from the provider's worker thread or from tools that run without an event loop
@@ -15,8 +16,10 @@ import shutil
 import tempfile
 import threading
 import time
+import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -152,7 +155,11 @@ def _file_lock(path: Path) -> Iterator[bool]:
 @dataclass
 class LoadedModel:
     """A model in memory with its tokenizer. Not thread-safe: callers run one generation at a
-    time (the provider's single worker thread)."""
+    time (the provider's single worker thread).
+
+    A fine-tuned model is a view of its base: a copy of this record (same model, tokenizer and
+    `lora`, the adapters loaded on that base) with `adapter` set to the LoRA adapter folder it
+    applies."""
 
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
@@ -160,6 +167,8 @@ class LoadedModel:
     context_window: int
     load_seconds: float
     converted: bool  # whether loading it included the one-time conversion
+    adapter: Path | None = None
+    lora: Lora = field(default_factory=lambda: Lora())
 
 
 def load(
@@ -170,9 +179,7 @@ def load(
     torch.set_num_threads(threads or default_threads())
     torch_dtype = resolve_dtype(dtype)
     converted = ensure_converted(gguf, folder)  # shows progress: it happens once
-    with _quiet():
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch_dtype)  # eval mode
+    model, tokenizer = load_converted(folder, torch_dtype)
     return LoadedModel(
         model=model,
         tokenizer=tokenizer,
@@ -181,6 +188,131 @@ def load(
         load_seconds=time.perf_counter() - started,
         converted=converted,
     )
+
+
+def load_converted(
+    folder: Path, dtype: torch.dtype
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The model (in eval mode) and tokenizer of a converted folder (fine-tuning loads its base
+    model here too)."""
+    if not is_converted(folder):
+        raise FileNotFoundError(f"{folder} holds no converted model ({_MARKER} is missing).")
+    with _quiet():
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+    return model, tokenizer
+
+
+# --- LoRA adapters ----------------------------------------------------------------------------
+
+ADAPTERS_KEPT = 4  # adapters loaded at once on one base model; the least recently used goes
+
+
+class Lora:
+    """The LoRA adapters loaded on one base model.
+
+    peft injects every adapter's layers into the base model's own modules, so the base and its
+    adapters share one copy of the base weights and one adapter is active at a time; generation
+    selects it (or disables them all, for the base model) under `lock`. An adapter is known by
+    its folder and the time its weights were written, so a folder trained again loads again."""
+
+    def __init__(self, capacity: int = ADAPTERS_KEPT) -> None:
+        self.capacity = capacity
+        self.lock = threading.RLock()
+        self.peft: Any = None  # the PeftModel around the base model, made by the first adapter
+        self.names: OrderedDict[tuple[Path, int], str] = OrderedDict()  # -> peft's adapter name
+        self._made = 0
+
+    def view(self, base: LoadedModel, folder: Path) -> LoadedModel:
+        """`base` with the adapter in `folder`, loaded now unless it already is. Raises
+        GenerationError when the folder is missing (503) or holds no usable adapter (500)."""
+        self._name(base, folder)
+        return replace(base, adapter=folder, load_seconds=0.0, converted=False)
+
+    @contextlib.contextmanager
+    def selected(self, loaded: LoadedModel) -> Iterator[Any]:
+        """The model to run for `loaded`, with its adapter active (or none, for the base)."""
+        with self.lock:
+            if loaded.adapter is not None:
+                self.peft.set_adapter(self._name(loaded, loaded.adapter), inference_mode=True)
+                yield self.peft
+            elif self.peft is not None:
+                with self.peft.disable_adapter():
+                    yield self.peft
+            else:
+                yield loaded.model
+
+    def _name(self, base: LoadedModel, folder: Path) -> str:
+        key = _adapter_key(folder)
+        with self.lock:
+            if key in self.names:
+                self.names.move_to_end(key)
+                return self.names[key]
+            name = self._load(base, folder)
+            self.names[key] = name
+            self.peft.set_adapter(name, inference_mode=True)  # peft warns when the active goes
+            while len(self.names) > self.capacity:  # the new one is loaded: never zero left
+                _, evicted = self.names.popitem(last=False)
+                self.peft.delete_adapter(evicted)
+            return name
+
+    def _load(self, base: LoadedModel, folder: Path) -> str:
+        from peft import PeftConfig, PeftModel
+        from peft.utils import load_peft_weights
+
+        started = time.perf_counter()
+        self._made += 1
+        name = f"adapter{self._made}"  # peft's names become module keys: no dots, no slashes
+        try:
+            # Read both files before peft changes the model: most broken folders fail here.
+            PeftConfig.from_pretrained(str(folder))
+            load_peft_weights(str(folder), device="cpu")
+            with _quiet(), warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated")
+                if self.peft is None:
+                    self.peft = PeftModel.from_pretrained(base.model, str(folder), name)
+                else:
+                    self.peft.load_adapter(str(folder), name)
+        except Exception as exc:
+            _remove_adapter(base.model if self.peft is None else self.peft, name)
+            raise GenerationError(
+                f"The LoRA adapter in {folder} could not be loaded ({type(exc).__name__}: "
+                f"{exc}); train it again, or check that it was trained on this base model.",
+                status=500,
+                kind="adapter_error",
+            ) from exc
+        self.peft.eval()
+        log.info("Loaded the LoRA adapter %s in %.1f s.", folder, time.perf_counter() - started)
+        return name
+
+
+def _remove_adapter(model: Any, name: str) -> None:
+    """Take out what a failed load of adapter `name` left in the model's layers."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    with contextlib.suppress(Exception):
+        if name in getattr(model, "peft_config", {}):  # a PeftModel that knows it
+            model.delete_adapter(name)
+            return
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            with contextlib.suppress(Exception):
+                module.delete_adapter(name)
+
+
+def _adapter_key(folder: Path) -> tuple[Path, int]:
+    config = folder / "adapter_config.json"
+    weights = [folder / "adapter_model.safetensors", folder / "adapter_model.bin"]
+    found = next((w for w in weights if w.is_file()), None)
+    if not config.is_file() or found is None:
+        raise GenerationError(
+            f"The LoRA adapter folder {folder} is missing or incomplete (it needs "
+            "adapter_config.json and adapter_model.safetensors): train the model again, or "
+            "register the folder that holds it.",
+            status=503,
+            kind="unavailable",
+        )
+    return folder.resolve(), found.stat().st_mtime_ns
 
 
 @contextlib.contextmanager
@@ -301,8 +433,7 @@ def generate(loaded: LoadedModel, ids: list[int], sampling: Sampling, job: Job) 
         options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
     options.update({k: v for k, v in sampling.extras.items() if k in EXTRA_OPTIONS})
     input_ids = torch.tensor([ids], dtype=torch.long)
-    model: Any = loaded.model  # generate() is not typed through PreTrainedModel
-    with torch.inference_mode():
+    with torch.inference_mode(), loaded.lora.selected(loaded) as model:
         model.generate(
             input_ids=input_ids,
             attention_mask=torch.ones_like(input_ids),

