@@ -108,8 +108,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         prompts.prompt_router,
     ):
         api.include_router(router)
-    app.include_router(api)
+    # The gateway first: its few routes are the hot path, and none shares a prefix with /api/v1.
     app.include_router(gateway.router)  # OpenAI-compatible: /v1/chat/completions, /v1/models
+    app.include_router(api)
     app.include_router(pages.router)
     app.mount(
         "/static", StaticFiles(directory=Path(pages.__file__).parent / "static"), name="static"

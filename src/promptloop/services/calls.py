@@ -212,7 +212,11 @@ class Caller:
                     "Name a prompt (with an environment or version) or give a kernel to call."
                 )
             catalogue.check_access(
-                session, project=project, provider=kernel.provider, name=kernel.model
+                session,
+                project=project,
+                provider=kernel.provider,
+                name=kernel.model,
+                prices=self.logger.prices,
             )
             credentials = self._credentials(session, project, kernel.provider)
             resolved = None
@@ -270,7 +274,11 @@ class Caller:
             raise InvalidInput("Give at least one message to send to the model.")
         with self.db.session(write=False) as session:
             catalogue.check_access(
-                session, project=project, provider=target.provider, name=target.model
+                session,
+                project=project,
+                provider=target.provider,
+                name=target.model,
+                prices=self.logger.prices,
             )
             credentials = self._credentials(session, project, target.provider)
         request = ChatRequest(

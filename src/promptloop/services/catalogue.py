@@ -52,13 +52,20 @@ def list_models(
     return session.scalars(query).all()
 
 
-def check_access(session: Session, *, project: Project, provider: str, name: str) -> None:
+def check_access(
+    session: Session, *, project: Project, provider: str, name: str, prices: Prices | None = None
+) -> None:
     """NotFound for a fine-tuned model of another project: its weights learned that project's
     data, which can be extracted by whoever can prompt it, so only that project may call or
-    deploy it (and to others it does not exist)."""
-    owner = session.scalar(
-        select(Model.project_id).where(Model.provider == provider, Model.name == name)
-    )
+    deploy it (and to others it does not exist). With `prices`, its cached catalogue answers
+    for models it knows (an owner never changes), and the database for any other."""
+    cached = prices.owners() if prices is not None else {}
+    if (provider, name) in cached:
+        owner = cached[(provider, name)]
+    else:
+        owner = session.scalar(
+            select(Model.project_id).where(Model.provider == provider, Model.name == name)
+        )
     if owner is not None and owner != project.id:
         raise NotFound(f"No model {provider}/{name} in project {project.name!r}.")
 
@@ -108,6 +115,7 @@ class Prices:
         self.ttl = ttl
         self._loaded_at = -1e9
         self._prices: dict[tuple[str, str], tuple[float | None, float | None]] = {}
+        self._owners: dict[tuple[str, str], int | None] = {}
         self._lock = threading.Lock()
 
     def cost(
@@ -129,12 +137,18 @@ class Prices:
         with self._lock:
             if time.monotonic() - self._loaded_at > self.ttl:
                 with self.db.session(write=False) as session:
+                    models = list_models(session)
                     self._prices = {
-                        (m.provider, m.name): (m.input_price, m.output_price)
-                        for m in list_models(session)
+                        (m.provider, m.name): (m.input_price, m.output_price) for m in models
                     }
+                    self._owners = {(m.provider, m.name): m.project_id for m in models}
                 self._loaded_at = time.monotonic()
             return self._prices
+
+    def owners(self) -> dict[tuple[str, str], int | None]:
+        """The project each catalogue model belongs to (None: every project's)."""
+        self._table()
+        return self._owners
 
     def invalidate(self) -> None:
         with self._lock:
