@@ -170,7 +170,8 @@ async def test_a_registered_adapter_is_served_by_the_local_provider(
     caplog.set_level(logging.INFO, logger="promptloop.local")
     adapter = trained[0].adapter_dir
     assert provider.load_adapters(adapter.parent) == ["orders-ft"]
-    assert "orders-ft" in [m.name for m in provider.models()]
+    assert "orders-ft" in provider.adapters
+    assert "orders-ft" not in [m.name for m in provider.models()]  # the catalogue's job
     base = await provider.complete(ask(MODEL), NONE)
     tuned = await provider.complete(ask("orders-ft"), NONE)
     assert tuned.model == "orders-ft" and tuned.output != base.output

@@ -40,10 +40,15 @@ def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def app_client(converted: Path, client: TestClient, server: Server) -> Iterator[TestClient]:
+    from promptloop.providers import local
+
     models = server.settings.data_dir / "models"
     models.mkdir(parents=True, exist_ok=True)
     (models / "smollm2-135m").symlink_to(converted, target_is_directory=True)
+    registered = set(local.provider.adapters)
     yield client
+    for name in set(local.provider.adapters) - registered:  # the provider is process-wide
+        del local.provider.adapters[name]
 
 
 def wait(client: TestClient, url: str, timeout: float = 600) -> dict[str, Any]:

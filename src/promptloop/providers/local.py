@@ -210,7 +210,9 @@ class LocalProvider:
         return self._models_dir
 
     def models(self) -> list[ModelInfo]:
-        """The base models, then the registered fine-tuned ones."""
+        """The base models. Fine-tuned adapters are not listed here: the catalogue gets them
+        from their fine-tuning jobs, with the project they belong to (a provider-listed model
+        would be seeded as every project's)."""
         refs = [ModelRef(name, base) for name, base in BASE_MODELS.items()]
         return [
             ModelInfo(
@@ -220,7 +222,7 @@ class LocalProvider:
                 output_price=0.0,
                 context_window=ref.base.context_window,
             )
-            for ref in [*refs, *self.adapters.values()]
+            for ref in refs
         ]
 
     # --- names -> models (the seam for fine-tuned adapters) -----------------------------------
