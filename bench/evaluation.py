@@ -189,7 +189,7 @@ def main() -> None:
             "--data-dir",
             str(data_dir),
         ]
-        env = promptloop_env(data_dir) | {"PROMPTLOOP_WARM_LOCAL_MODEL": "0"}
+        env = promptloop_env(data_dir)
         with (
             process(upstream_cmd, upstream_port, log=folder / "upstream.log"),
             process(serve_cmd, port, env=env, log=folder / "serve.log") as server,

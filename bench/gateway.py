@@ -257,6 +257,9 @@ def profiled(pid: int, output: str | None) -> Iterator[None]:
 def promptloop_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROMPTLOOP_")}
     env["PROMPTLOOP_DATA_DIR"] = str(data_dir)
+    # The offline model's background warm-up (import torch, convert the GGUF: tens of seconds
+    # of CPU) would run during the measurement; the gateway benchmark never calls it.
+    env["PROMPTLOOP_WARM_LOCAL_MODEL"] = "0"
     return env
 
 
