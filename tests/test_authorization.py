@@ -1726,6 +1726,12 @@ READS = (
     ),
     Read("feedback-stats", f"{BASE}/feedback/stats", lambda w: f"{BASE}/feedback/stats"),
     Read(
+        "fine-tune-export",
+        f"{BASE}/fine-tunes/-/export",
+        lambda w: f"{BASE}/fine-tunes/-/export?dataset={READ_DATASET}&prompt={READ_EVAL_PATH}",
+        shows=lambda w: "read target",
+    ),
+    Read(
         "fine-tunes",
         f"{BASE}/fine-tunes",
         lambda w: f"{BASE}/fine-tunes?limit=200" if read_tune(w) else "",
@@ -2006,6 +2012,7 @@ def route_sample(method: str, route: str, w: World) -> tuple[str, Any]:
         f"{PROMPT}/-/diff": f"?from={w.b.versions[0]}&to={v}",
         f"{RUN}/comparison": f"?evaluator={B_EVALUATOR}",
         f"{BASE}/judgments/pending": f"?run={w.b.run}",
+        f"{BASE}/fine-tunes/-/export": f"?dataset={B_DATASET}&prompt={B_PATH}",
     }
     bodies: dict[tuple[str, str], Any] = {
         ("POST", f"{BASE}/prompts"): {"path": B_PATH},

@@ -400,6 +400,64 @@ def test_a_fine_tuning_set_takes_corrections_over_outputs_and_drops_duplicates(
     ]
 
 
+def test_a_dataset_exports_as_openai_fine_tuning_jsonl_through_a_prompt(
+    client: TestClient,
+) -> None:
+    saved = client.post(
+        f"{BASE}/prompts/orders/extract/-/versions",
+        json={
+            "provider": "local",
+            "model": "smollm2-135m",
+            "messages": [
+                {"role": "system", "content": "Extract JSON."},
+                {"role": "user", "content": "{{ text }}"},
+            ],
+        },
+    )
+    assert saved.status_code == 201, saved.text
+    version = saved.json()["id"]
+    save(
+        client,
+        "orders",
+        {
+            "datapoints": [
+                {"inputs": {"text": "2 mugs"}, "target": '{"qty":2}'},
+                {"inputs": {"text": "1 lamp"}, "target": {"qty": 1}},
+            ]
+        },
+    )
+    url = f"{BASE}/fine-tunes/-/export"
+    response = client.get(
+        url, params={"dataset": "orders", "prompt": "orders/extract", "version": version}
+    )
+    assert response.status_code == 200, response.text
+    assert "openai.jsonl" in response.headers["content-disposition"]
+    lines = [json.loads(line) for line in response.text.splitlines()]
+    assert lines[0] == {
+        "messages": [
+            {"role": "system", "content": "Extract JSON."},
+            {"role": "user", "content": "2 mugs"},
+            {"role": "assistant", "content": '{"qty":2}'},
+        ]
+    }
+    assert lines[1]["messages"][-1] == {"role": "assistant", "content": '{"qty": 1}'}
+    save(client, "untargeted", {"datapoints": [{"inputs": {"text": "x"}}]})
+    assert_error(
+        client.get(
+            url, params={"dataset": "untargeted", "prompt": "orders/extract", "version": version}
+        ),
+        400,
+        "invalid_input",
+        "has no target",
+    )
+    assert_error(
+        client.get(url, params={"dataset": "orders", "prompt": "orders/extract"}),
+        404,
+        "not_found",
+        "production",
+    )
+
+
 def test_downloads_round_trip(client: TestClient) -> None:
     csv_text = 'question,customer,messages,target\nWhere?,Ada,,"Here, now"\nWhen?,Bob,,\n'
     saved = upload(client, "trip", csv_text, "trip.csv").json()

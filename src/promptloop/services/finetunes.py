@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from promptloop.core import templates
 from promptloop.core.access import SYSTEM, Actor, Permission
 from promptloop.core.errors import Conflict, InvalidInput, NotFound
+from promptloop.core.kernel import Kernel
 from promptloop.core.paths import validate_kind_name
 from promptloop.finetune import lora
 from promptloop.finetune.lora import Example, Hyperparameters
@@ -134,6 +135,49 @@ def start(
     tune.job_id = job.id
     session.flush()
     return tune
+
+
+def example_of(kernel: Kernel, point: Datapoint) -> Example:
+    """What the model learns from a datapoint: the prompt's messages rendered with its inputs
+    (then its own messages), answered with its target."""
+    rendered = templates.render(kernel, dict(point.inputs or {}))
+    if rendered.messages is None:
+        raise InvalidInput("Fine-tuning needs a chat prompt (messages), not a completion template.")
+    messages = [m.model_dump() for m in rendered.messages] + list(point.messages or [])
+    target = point.target
+    if target is None:
+        raise InvalidInput(f"Datapoint {point.key} has no target: nothing to learn from.")
+    return Example.from_call(messages, target if isinstance(target, str) else json.dumps(target))
+
+
+def export_openai(
+    session: Session,
+    *,
+    actor: Actor,
+    project: Project,
+    dataset: str,
+    prompt: str,
+    dataset_version: str | None = None,
+    version: str | None = None,
+    environment: str | None = None,
+) -> tuple[str, str]:
+    """A dataset version in OpenAI's chat fine-tuning format (one `{"messages": [...]}` per
+    line), each datapoint rendered through the prompt version; and a file name for it."""
+    actor.require(Permission.read)
+    prompt_version = prompts.resolve_version(
+        session,
+        project=project,
+        path=prompt,
+        version=version,
+        environment=environment or (None if version else "production"),
+    )
+    data = datasets.get_version(
+        session, project=project, name=dataset, ref=dataset_version or "latest"
+    )
+    kernel = prompts.kernel_of(prompt_version)
+    examples = [example_of(kernel, p) for p in datasets.datapoints_of(session, version=data)]
+    name = f"{dataset.replace('/', '-')}-{data.version_id}-openai.jsonl"
+    return lora.export_openai_jsonl(examples), name
 
 
 def split(points: list[Datapoint], fraction: float) -> tuple[list[Datapoint], list[Datapoint]]:
@@ -302,12 +346,7 @@ class Trainer:
             train, held = split(points, tune.held_out_fraction)
 
             def example(point: Datapoint) -> Example:
-                rendered = templates.render(kernel, dict(point.inputs or {}))
-                assert rendered.messages is not None
-                messages = [m.model_dump() for m in rendered.messages] + list(point.messages or [])
-                target = point.target
-                answer = target if isinstance(target, str) else json.dumps(target)
-                return Example.from_call(messages, answer)
+                return example_of(kernel, point)
 
             session.expunge_all()
             return _Plan(

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, status
+from fastapi import APIRouter, Path, Query, Request, status
+from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
@@ -62,6 +63,37 @@ class FineTunePublic(BaseModel):
     created_by: str
     created_at: datetime
     finished_at: datetime | None
+
+
+@router.get(
+    "/fine-tunes/-/export",
+    summary="A dataset version as OpenAI chat fine-tuning JSONL, rendered through a prompt",
+    response_class=PlainTextResponse,
+)
+def export_openai(
+    ctx: ContextDep,
+    dataset: Annotated[str, Query(max_length=255)],
+    prompt: Annotated[str, Query(max_length=255)],
+    dataset_version: Annotated[str | None, Query(max_length=12)] = None,
+    version: Annotated[str | None, Query(max_length=12)] = None,
+    environment: Annotated[str | None, Query(max_length=64)] = None,
+) -> PlainTextResponse:
+    with ctx.transaction(write=False) as (session, project, actor):
+        text, name = finetunes.export_openai(
+            session,
+            actor=actor,
+            project=project,
+            dataset=dataset,
+            prompt=prompt,
+            dataset_version=dataset_version,
+            version=version,
+            environment=environment,
+        )
+    return PlainTextResponse(
+        text,
+        media_type="application/jsonl",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
 
 
 @router.post("/fine-tunes", status_code=status.HTTP_202_ACCEPTED, summary="Start a fine-tuning job")
