@@ -666,7 +666,7 @@ class Executor:
 
         async def one(item: _Item) -> None:
             async with gate:  # bounds the items in progress (their logs committing included)
-                if ctx._cancelled:
+                if ctx.cancelled:
                     return
                 path, version, swap = plan.kernels[item.candidate.id]
                 spec = CallSpec(
@@ -708,7 +708,7 @@ class Executor:
             while True:
                 await asyncio.sleep(0.25)
                 if marks:
-                    batch = [m for m in marks if m[1]]
+                    batch = list(marks)
                     marks.clear()
                     await asyncio.to_thread(self._mark_logged, batch)
                 await ctx.checkpoint(**progress)
@@ -719,9 +719,8 @@ class Executor:
         finally:
             flusher.cancel()
             await asyncio.gather(flusher, return_exceptions=True)
-        batch = [m for m in marks if m[1]]
-        if batch:
-            await asyncio.to_thread(self._mark_logged, batch)
+        if marks:
+            await asyncio.to_thread(self._mark_logged, list(marks))
         await ctx.checkpoint(**progress)
 
     async def _await_local(self, ctx: JobContext, plan: _Plan, queue: asyncio.Queue[Any]) -> bool:
@@ -935,7 +934,7 @@ class Executor:
                             "value": None if runner.human else outcome.value,
                             "score": None
                             if runner.human or outcome.error
-                            else evaluators.score_of(runner.version, outcome.value),
+                            else evaluators.score_of(outcome.value),
                             "delay_s": None,
                             "similarity": None,
                             "diff": None,
@@ -1255,7 +1254,7 @@ def give_judgment(
     if version.kind != "human":
         raise InvalidInput("Only human evaluators take judgments from reviewers.")
     judgment.value = _checked_judgment(version, value)
-    judgment.score = evaluators.score_of(version, judgment.value)
+    judgment.score = evaluators.score_of(judgment.value)
     judgment.explanation = explanation
     judgment.pending = False
     judgment.reviewer = actor.name

@@ -304,12 +304,7 @@ class Runner:
                 self._sandbox = None
 
 
-def score_of(version: EvaluatorVersion, value: Any) -> float | None:
-    """The number statistics use: booleans as 1/0, numbers as they are; none for text."""
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, int | float):
-        return float(value)
-    if version.returns == "choice" and version.spec.get("choices") and value is not None:
-        return None
-    return None
+def score_of(value: Any) -> float | None:
+    """The number statistics use: booleans as 1/0, numbers as they are; none for choices and
+    text (they are counted instead)."""
+    return float(value) if isinstance(value, bool | int | float) else None

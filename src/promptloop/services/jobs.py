@@ -81,14 +81,14 @@ class JobContext:
     project_id: int
     payload: dict[str, Any]
     progress: dict[str, Any] = field(default_factory=dict)
-    _cancelled: bool = False
+    cancelled: bool = False  # set once a checkpoint saw the cancellation
 
     async def checkpoint(self, **progress: Any) -> None:
         """Record progress and heartbeat; raise Cancelled if the job was cancelled."""
         self.progress.update(progress)
         cancelled = await asyncio.to_thread(self._beat)
         if cancelled:
-            self._cancelled = True
+            self.cancelled = True
             raise Cancelled()
 
     def _beat(self) -> bool:
@@ -180,20 +180,24 @@ class Worker:
     def _claim(self) -> JobContext | None:
         now = utcnow()
         stale = now - timedelta(seconds=self.stale_after_s)
-        with self.db.session(write=True) as session:
-            query = (
-                select(Job)
-                .where(
-                    Job.kind.in_(self.handlers),
-                    or_(
-                        (Job.status == "queued")
-                        & or_(Job.run_after.is_(None), Job.run_after <= now),
-                        (Job.status == "running") & (Job.heartbeat_at < stale),
-                    ),
-                )
-                .order_by(Job.id)
-                .limit(1)
+        query = (
+            select(Job)
+            .where(
+                Job.kind.in_(self.handlers),
+                or_(
+                    (Job.status == "queued") & or_(Job.run_after.is_(None), Job.run_after <= now),
+                    (Job.status == "running") & (Job.heartbeat_at < stale),
+                ),
             )
+            .order_by(Job.id)
+            .limit(1)
+        )
+        # An idle worker polls with a read; only a claim takes the write lock (on SQLite,
+        # BEGIN IMMEDIATE would otherwise contend with the log writer every poll).
+        with self.db.session(write=False) as session:
+            if session.scalars(query.with_only_columns(Job.id)).first() is None:
+                return None
+        with self.db.session(write=True) as session:
             if not self.db.is_sqlite:
                 query = query.with_for_update(skip_locked=True)
             job = session.scalars(query).first()
