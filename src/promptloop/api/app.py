@@ -10,7 +10,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from promptloop import __version__
+from promptloop import __version__, ui
 from promptloop.api import errors, urls
 from promptloop.api.routes import (
     audit,
@@ -39,7 +39,6 @@ from promptloop.services.auth import first_admin_link
 from promptloop.services.projects import ensure_project, list_all_projects
 from promptloop.services.ratelimit import RateLimiter
 from promptloop.settings import Settings
-from promptloop.ui import pages
 
 API_PREFIX = "/api/v1"
 
@@ -111,10 +110,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The gateway first: its few routes are the hot path, and none shares a prefix with /api/v1.
     app.include_router(gateway.router)  # OpenAI-compatible: /v1/chat/completions, /v1/models
     app.include_router(api)
-    app.include_router(pages.router)
-    app.mount(
-        "/static", StaticFiles(directory=Path(pages.__file__).parent / "static"), name="static"
-    )
+    ui.install(app)
+    app.mount("/static", StaticFiles(directory=Path(ui.__file__).parent / "static"), name="static")
     return app
 
 

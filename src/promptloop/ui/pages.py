@@ -4,12 +4,10 @@ once signed in, a double-submit cookie before."""
 from __future__ import annotations
 
 import secrets
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
 from promptloop.api import cookies
@@ -20,19 +18,15 @@ from promptloop.services import audit, auth, members
 from promptloop.services.projects import get_project
 from promptloop.services.ratelimit import RateLimiter
 from promptloop.store.models import Project, User, WebSession
+from promptloop.ui.web import open_page, templates
+from promptloop.ui.web import signed_in as _signed_in
 
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 router = APIRouter(include_in_schema=False)
 PRE_SESSION_CSRF = "promptloop_csrf"
 
 
 def _render(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
     return templates.TemplateResponse(request, name, context, status_code=status)
-
-
-def _signed_in(session: Session, request: Request) -> tuple[User, WebSession] | None:
-    token = request.cookies.get(SESSION_COOKIE)
-    return auth.resolve_web_session(session, token=token) if token else None
 
 
 def _pre_session_form(request: Request, name: str, **context: Any) -> HTMLResponse:
@@ -65,32 +59,16 @@ def audit_page(
     request: Request, db: DbDep, project: str = "default", cursor: str | None = None
 ) -> Response:
     """The audit log of a project, for its admins."""
-    with db.session(write=False) as session:
-        found = _signed_in(session, request)
-        if found is None:
-            return RedirectResponse("/sign-in?next=/audit", status_code=303)
-        user, web_session = found
-        try:
-            target, actor = _acting(session, request, user, project)
-            page = audit.list_events(session, actor=actor, project=target, cursor=cursor, limit=100)
-        except PromptloopError as exc:
-            return _render(
-                request,
-                "home.html",
-                403 if exc.code == "forbidden" else 404,
-                user=user,
-                csrf_token=web_session.csrf_token,
-                message=exc.message,
-                projects=members.memberships_of(session, user=user),
-            )
-        return _render(
-            request,
-            "audit.html",
-            user=user,
-            csrf_token=web_session.csrf_token,
-            project=target,
-            events=page.items,
-            next_cursor=page.next_cursor,
+    with open_page(request, db, project=project) as page:
+        events = audit.list_events(
+            page.session,
+            actor=page.require_actor(),
+            project=page.require_project(),
+            cursor=cursor,
+            limit=100,
+        )
+        return page.render(
+            "audit.html", section="audit", events=events.items, next_cursor=events.next_cursor
         )
 
 
@@ -315,3 +293,10 @@ def sign_out(
 def _safe_next(target: str) -> str:
     """Only same-site paths, so a crafted link cannot send a user elsewhere after sign-in."""
     return target if target.startswith("/") and not target.startswith("//") else "/"
+
+
+@router.get("/p/{project}", response_class=HTMLResponse)
+def project_home(request: Request, db: DbDep, project: str) -> Response:
+    """A project opens on its prompts."""
+    with open_page(request, db, project=project) as page:
+        return RedirectResponse(page.url("/prompts"), status_code=303)

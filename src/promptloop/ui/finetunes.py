@@ -1,0 +1,7 @@
+"""The finetunes pages of a project (under /p/NAME)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(include_in_schema=False)
