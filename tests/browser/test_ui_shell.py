@@ -29,3 +29,12 @@ def test_project_home_lists_sections_and_unknown_project_is_a_404_page(
     response = page.goto(ui.path("/p/no-such-project"))
     assert response is not None and response.status == 404
     expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+
+
+def test_unknown_page_is_a_page_and_unknown_api_path_stays_json(ui: UiServer, page: Any) -> None:
+    response = page.goto(ui.path("/no/such/page"))
+    assert response is not None and response.status == 404
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    with ui.api() as api:
+        answer = api.get("/no-such-endpoint")
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"

@@ -9,6 +9,7 @@ and brought back afterwards.
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import secrets
@@ -24,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from promptloop.api.deps import SESSION_COOKIE
 from promptloop.api.errors import status_of
@@ -209,10 +211,35 @@ def _page_failed(request: Request, exc: Exception) -> Response:
     return exc.response
 
 
+def _wants_page(request: Request) -> bool:
+    """A browser asking for a page (not the API, the gateway or a script)."""
+    path = request.url.path
+    if path.startswith(("/api/", "/v1/", "/static/", "/docs", "/openapi")):
+        return False
+    return "text/html" in request.headers.get("accept", "")
+
+
 def install(app: FastAPI) -> None:
-    """The exception handlers that turn page errors into pages."""
+    """The exception handlers that turn page errors into pages. Call after the API's handlers:
+    an unknown page answers a browser with a page, and the API keeps its JSON errors."""
     app.add_exception_handler(SignInRequired, _sign_in_required)
     app.add_exception_handler(PageFailed, _page_failed)
+    json_handler = app.exception_handlers[StarletteHTTPException]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        if not _wants_page(request):
+            answered = json_handler(request, exc)
+            return await answered if inspect.isawaitable(answered) else answered
+        message = "There is no page at this address." if exc.status_code == 404 else str(exc.detail)
+        return templates.TemplateResponse(
+            request,
+            "error.html",
+            {"message": message, "error_status": exc.status_code, "user": None},
+            status_code=exc.status_code,
+        )
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
 
 # --- Template filters: one way to show a number, a time, a cost, everywhere ---------------------
