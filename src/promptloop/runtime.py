@@ -11,7 +11,7 @@ from typing import Any
 
 from promptloop.providers import local as local_provider
 from promptloop.providers.registry import providers
-from promptloop.services import evaluations, finetunes
+from promptloop.services import demo, evaluations, finetunes
 from promptloop.services.calls import Caller
 from promptloop.services.catalogue import Prices
 from promptloop.services.evaluations import Executor
@@ -47,12 +47,14 @@ class Runtime:
         executor = Executor(db, caller, blocked_paths=[settings.data_dir])
         trainer = finetunes.Trainer(db, data_dir=settings.data_dir)
         handlers: dict[str, Any] = {evaluations.JOB_KIND: executor, finetunes.JOB_KIND: trainer}
+        seeder = demo.Seeder(db, caller, log_writer)  # the demo project's slow part (docs/demo.md)
         worker = Worker(
             db,
-            {kind: handlers[kind] for kind in settings.worker_jobs},
+            {kind: handlers[kind] for kind in settings.worker_jobs} | {demo.JOB_KIND: seeder},
             stale_after_s=settings.job_stale_after_s,
         )
         trainer.wake = worker.wake  # a finished fine-tune queues its evaluation
+        seeder.wake = worker.wake  # ...and so does the demo, its fine-tune and run
         finetunes.register_adapters(settings.data_dir)
         return cls(settings, db, box, log_writer, caller, executor, worker)
 

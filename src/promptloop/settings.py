@@ -94,6 +94,14 @@ class Settings(BaseSettings):
         description="Base URL users reach the server at, for links it prints (default: http://host:port).",
     )
 
+    demo: bool = Field(
+        default=False,
+        description="Seed a `demo` project on a fresh server: prompts, deployments, logs with "
+        "feedback, a dataset, a LoRA fine-tune and evaluation runs on the offline model (see "
+        "`docs/demo.md`). `scripts/run` turns it on; the server seeds it only while that project "
+        "has no prompts.",
+    )
+
     warm_local_model: bool = Field(
         default=True,
         description="Load the offline local model in the background at start, so the first call "

@@ -33,7 +33,7 @@ from promptloop.api.routes import (
 from promptloop.providers import local as local_provider
 from promptloop.providers.registry import providers
 from promptloop.runtime import Runtime
-from promptloop.services import catalogue
+from promptloop.services import catalogue, demo
 from promptloop.services import feedback as feedback_kinds
 from promptloop.services.auth import first_admin_link
 from promptloop.services.projects import ensure_project, list_all_projects
@@ -60,6 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 feedback_kinds.seed_kinds(session, project=each)
         if token:
             _announce_first_admin(urls.sign_in_link(settings.base_url(), token))
+        if settings.demo:
+            demo.seed_on_start(runtime.db)  # quick; the slow part is a job (docs/demo.md)
         app.state.db = runtime.db
         app.state.secret_box = runtime.secret_box
         app.state.logger = runtime.logger

@@ -139,6 +139,14 @@ def serve(
             help="Run background jobs (evaluation runs) in this process [default: on].",
         ),
     ] = True,
+    demo: Annotated[
+        bool | None,
+        typer.Option(
+            "--demo/--no-demo",
+            help="Seed the `demo` project on a fresh server (docs/demo.md) [default: "
+            "PROMPTLOOP_DEMO, off; scripts/run turns it on].",
+        ),
+    ] = None,
 ) -> None:
     """Run the server: API on /api/v1, database migrated on start."""
     import uvicorn
@@ -146,7 +154,7 @@ def serve(
     from promptloop.api.app import create_app
     from promptloop.settings import Settings
 
-    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir}
+    overrides: dict[str, Any] = {"host": host, "port": port, "data_dir": data_dir, "demo": demo}
     if not worker:
         overrides["worker"] = False
     settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
