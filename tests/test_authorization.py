@@ -1015,6 +1015,20 @@ def dataset_from_logs(w: World, tag: str) -> Attempt:
     return Attempt(f"{BASE}/datasets/{name}/-/from-logs", body, unchanged, applied)
 
 
+def preview_dataset(w: World, tag: str) -> Attempt:
+    name = f"authz/{tag}/preview"
+
+    def unchanged() -> None:
+        assert dataset_versions(w, name) == []
+
+    def applied(response: Response) -> None:
+        assert response.json()["count"] == 1 and response.json()["exists"] is False
+        assert dataset_versions(w, name) == []  # a preview saves nothing
+
+    body = {"filters": {"prompt": READ_PATH}, "limit": 1, "name": name}
+    return Attempt(f"{BASE}/datasets/-/preview", body, unchanged, applied)
+
+
 def evaluator_versions(w: World, name: str) -> list[str]:
     response = w.admin.get(f"{BASE}/evaluators/{name}/-/versions")
     if response.status_code == 404:
@@ -1381,6 +1395,13 @@ CASES = (
         dataset_from_logs,
     ),
     Case(
+        "preview-dataset",
+        "POST",
+        f"{BASE}/datasets/-/preview",
+        at_least("viewer"),
+        preview_dataset,
+    ),
+    Case(
         "save-evaluator",
         "POST",
         EVALUATOR_VERSIONS,
@@ -1535,6 +1556,7 @@ def test_matrix_table_is_the_documented_policy() -> None:
         "edit-dataset": "member",
         "upload-dataset": "member",
         "dataset-from-logs": "member",
+        "preview-dataset": "viewer",
         "save-evaluator": "member",
         "save-code-evaluator": "developer",
         "try-evaluator": "member",

@@ -105,13 +105,21 @@ class LogFiltersCreate(Strict):
         max_length=20,
         description="All must hold: `up`, `down`, `any`, `none`, or a feedback kind's name.",
     )
+    judgments: list[Annotated[str, Field(max_length=100)]] = Field(
+        default_factory=list,
+        max_length=20,
+        description="All must hold: an evaluator's judgment compared with a value, "
+        "`<evaluator><op><value>` with op `>=`, `<=`, `>`, `<`, `=` or `!=` (`helpful>=4`, "
+        "`exact=true`).",
+    )
 
     def filters(self) -> LogFilters:
         return LogFilters(
-            **self.model_dump(exclude={"since", "until", "feedback"}),
+            **self.model_dump(exclude={"since", "until", "feedback", "judgments"}),
             since=utc(self.since),
             until=utc(self.until),
             feedback=tuple(self.feedback),
+            judgments=tuple(self.judgments),
         )
 
 
@@ -126,6 +134,46 @@ class FromLogsCreate(Strict):
     limit: int = Field(default=1000, ge=1, le=MAX_FROM_LOGS, description="Most datapoints.")
     message: str | None = Field(default=None, max_length=10_000)
     description: str | None = Field(default=None, max_length=10_000)
+
+
+class PreviewCreate(Strict):
+    """What a version from logs would hold, before saving it."""
+
+    filters: LogFiltersCreate = Field(default_factory=LogFiltersCreate)
+    target: Literal["output", "correction", "corrected", "none"] = Field(
+        default="output", description="As for `from-logs`."
+    )
+    limit: int = Field(default=1000, ge=1, le=MAX_FROM_LOGS, description="Most datapoints.")
+    sample: int = Field(default=5, ge=0, le=100, description="How many datapoints to show.")
+    name: str | None = Field(
+        default=None,
+        max_length=255,
+        description="The dataset it would be saved to: says whether that version exists.",
+    )
+    held_out_fraction: float = Field(
+        default=0.2, gt=0, lt=1, description="The share a fine-tune would hold out (by key)."
+    )
+
+
+class DatapointPreview(BaseModel):
+    key: str
+    inputs: dict[str, Any]
+    messages: list[dict[str, Any]] | None
+    target: Any
+    source: str = Field(description="log, or correction where a correction replaced the output.")
+    log_id: str | None
+
+
+class PreviewPublic(BaseModel):
+    count: int = Field(description="Datapoints the version would hold.")
+    matched: int = Field(description="Logs that matched the filters.")
+    skipped: int = Field(description="Matching logs left out (withheld, failed, duplicate).")
+    skipped_reasons: dict[str, int]
+    version: str | None = Field(description="The id the version would have; none when empty.")
+    exists: bool = Field(description="The named dataset holds this version already.")
+    train: int = Field(description="Datapoints a fine-tune would train on.")
+    held_out: int = Field(description="Datapoints a fine-tune would hold out of training.")
+    sample: list[DatapointPreview] = Field(description="The first datapoints, as stored.")
 
 
 class DatasetPublic(BaseModel):

@@ -24,11 +24,12 @@ from promptloop.core.paths import validate_prompt_path
 from promptloop.services import audit, logs
 from promptloop.services.pagination import Page, paginate
 from promptloop.services.storage import insert_or_get
-from promptloop.store.logs import LogStore
+from promptloop.store.logs import JudgmentFilter, LogStore
 from promptloop.store.models import (
     Datapoint,
     Dataset,
     DatasetVersion,
+    Evaluator,
     FeedbackKind,
     Judgment,
     Log,
@@ -68,6 +69,7 @@ class LogFilters:
     end_user: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
     feedback: tuple[str, ...] = ()
+    judgments: tuple[str, ...] = ()  # `helpful>=4`, `exact=true`: see `judgment_filters`
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,24 @@ class SavedFromLogs(SavedVersion):
     (`withheld`: content not stored for consent; `error`: the call failed)."""
 
     skipped: dict[str, int] = field(default_factory=dict)
+
+
+def judgment_filters(
+    session: Session, *, project: Project, texts: Sequence[str]
+) -> tuple[JudgmentFilter, ...]:
+    """Judgment filters of the log list (`helpful>=4`, `exact=true`): each names one of the
+    project's evaluators and compares the score of its judgment of a log."""
+    parsed = tuple(JudgmentFilter.parse(text) for text in texts)
+    if not parsed:
+        return parsed
+    known = set(session.scalars(select(Evaluator.name).where(Evaluator.project_id == project.id)))
+    for judgment in parsed:
+        if judgment.evaluator not in known:
+            raise InvalidInput(
+                f"Unknown evaluator {judgment.evaluator!r} in judgment filter: the project's "
+                f"evaluators are {', '.join(sorted(known)) or 'none yet'}."
+            )
+    return parsed
 
 
 # Datasets ------------------------------------------------------------------------------------
@@ -315,6 +335,31 @@ def upload(
     )
 
 
+@dataclass(frozen=True)
+class Collected:
+    """The datapoints logs would give, before anything is saved."""
+
+    datapoints: list[DatapointSpec]
+    matched: int
+    skipped: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What a version from logs would hold: its size, a sample as it would be stored, the
+    logs left out by reason, the version id it would have (and whether it exists already),
+    and how a fine-tune would split it into training and held-out datapoints."""
+
+    count: int
+    matched: int
+    skipped: dict[str, int]
+    sample: list[DatapointSpec]
+    version_id: str
+    exists: bool
+    train: int
+    held_out: int
+
+
 def from_logs(
     session: Session,
     store: LogStore,
@@ -338,10 +383,112 @@ def from_logs(
     already taken (`duplicate`) are skipped and counted.
     """
     actor.require(Permission.edit)
+    _validate_name(name)
+    collected = collect_from_logs(
+        session, store, actor=actor, project=project, filters=filters, target=target, limit=limit
+    )
+    if not collected.datapoints:
+        raise _nothing_to_save(collected)
+    saved = _store(
+        session,
+        actor=actor,
+        project=project,
+        name=name,
+        datapoints=collected.datapoints,
+        source="corrections" if target == "correction" else "logs",
+        message=message,
+        description=description,
+    )
+    return SavedFromLogs(
+        dataset=saved.dataset,
+        version=saved.version,
+        created=saved.created,
+        skipped=collected.skipped,
+    )
+
+
+def preview_from_logs(
+    session: Session,
+    store: LogStore,
+    *,
+    actor: Actor,
+    project: Project,
+    filters: LogFilters,
+    target: str = "output",
+    limit: int = 1000,
+    sample: int = 5,
+    name: str | None = None,
+    held_out_fraction: float = 0.2,
+) -> Preview:
+    """What `from_logs` would save with these arguments, without saving anything: the count,
+    the first `sample` datapoints exactly as they would be stored, what was skipped, and the
+    version id (with `name`, whether that dataset holds it already)."""
+    actor.require(Permission.read)
+    if not 0 <= sample <= 100:
+        raise InvalidInput(f"sample must be between 0 and 100, not {sample}.")
+    if not 0 < held_out_fraction < 1:
+        raise InvalidInput("held_out_fraction must be between 0 and 1 (e.g. 0.2).")
+    collected = collect_from_logs(
+        session, store, actor=actor, project=project, filters=filters, target=target, limit=limit
+    )
+    found = collected.datapoints
+    short = points.version_id(points.content_hash(found)) if found else ""
+    exists = False
+    if name is not None and found:
+        _validate_name(name)
+        exists = (
+            session.scalar(
+                select(DatasetVersion.id)
+                .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
+                .where(
+                    Dataset.project_id == project.id,
+                    Dataset.name == name,
+                    DatasetVersion.version_id == short,
+                )
+            )
+            is not None
+        )
+    held = held_out_keys([d.key for d in found], held_out_fraction)
+    return Preview(
+        count=len(found),
+        matched=collected.matched,
+        skipped=collected.skipped,
+        sample=found[:sample],
+        version_id=short,
+        exists=exists,
+        train=len(found) - len(held),
+        held_out=len(held),
+    )
+
+
+def held_out_keys(keys: Sequence[str], fraction: float) -> set[str]:
+    """The keys a fine-tune holds out of training: those in the first `fraction` of the hash
+    space, so the split is the same on every run and machine (and at least one of three or
+    more, however the hashes fall)."""
+    cut = int(fraction * 0x10000)
+    held = {key for key in keys if int(key[:4], 16) < cut}
+    if not held and len(keys) >= 3:
+        held = {min(keys)}
+    return held
+
+
+def collect_from_logs(
+    session: Session,
+    store: LogStore,
+    *,
+    actor: Actor,
+    project: Project,
+    filters: LogFilters,
+    target: str,
+    limit: int,
+) -> Collected:
+    """The datapoints the matching logs give, newest first, up to `limit`: withheld content,
+    failed calls and duplicates left out and counted."""
     if target not in TARGETS:
         raise InvalidInput(f"Unknown target {target!r}: use one of {', '.join(TARGETS)}.")
     if not 1 <= limit <= MAX_FROM_LOGS:
         raise InvalidInput(f"limit must be between 1 and {MAX_FROM_LOGS}, not {limit}.")
+    judgments = judgment_filters(session, project=project, texts=filters.judgments)
     words = filters.feedback
     if target == "correction":
         kinds = _correction_kinds(session, project=project)
@@ -370,6 +517,7 @@ def from_logs(
             end_user=filters.end_user,
             metadata=dict(filters.metadata),
             feedback=words,
+            judgments=judgments,
         )
         corrections = (
             _corrections(session, [log.id for log in page.items])
@@ -396,30 +544,21 @@ def from_logs(
         if page.next_cursor is None:
             break
         cursor = page.next_cursor
-    if not found:
-        left_out = (
-            f" {matched} matched but were skipped ("
-            + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
-            + ")."
-            if matched
-            else ""
-        )
-        raise InvalidInput(
-            f"Nothing to save: no logs match these filters with content to use.{left_out}",
-            details={"matched": matched, "skipped": dict(skipped)},
-        )
-    saved = _store(
-        session,
-        actor=actor,
-        project=project,
-        name=name,
-        datapoints=found,
-        source="corrections" if target == "correction" else "logs",
-        message=message,
-        description=description,
+    return Collected(datapoints=found, matched=matched, skipped=dict(skipped))
+
+
+def _nothing_to_save(collected: Collected) -> InvalidInput:
+    matched, skipped = collected.matched, collected.skipped
+    left_out = (
+        f" {matched} matched but were skipped ("
+        + ", ".join(f"{n} {why}" for why, n in sorted(skipped.items()))
+        + ")."
+        if matched
+        else ""
     )
-    return SavedFromLogs(
-        dataset=saved.dataset, version=saved.version, created=saved.created, skipped=dict(skipped)
+    return InvalidInput(
+        f"Nothing to save: no logs match these filters with content to use.{left_out}",
+        details={"matched": matched, "skipped": dict(skipped)},
     )
 
 

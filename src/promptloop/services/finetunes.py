@@ -181,14 +181,10 @@ def export_openai(
 
 
 def split(points: list[Datapoint], fraction: float) -> tuple[list[Datapoint], list[Datapoint]]:
-    """Train and held-out datapoints: a datapoint is held out when its key falls in the first
-    `fraction` of the hash space, so the split is the same on every run and machine (and at
-    least one is held out of three or more, however the hashes fall)."""
-    cut = int(fraction * 0x10000)
-    held = {p.id for p in points if int(p.key[:4], 16) < cut}
-    if not held and len(points) >= 3:
-        held = {min(points, key=lambda p: p.key).id}
-    return [p for p in points if p.id not in held], [p for p in points if p.id in held]
+    """Train and held-out datapoints, chosen by key (`datasets.held_out_keys`): the same split
+    on every run and machine."""
+    held = datasets.held_out_keys([p.key for p in points], fraction)
+    return [p for p in points if p.key not in held], [p for p in points if p.key in held]
 
 
 def get(session: Session, *, actor: Actor, project: Project, uid: str) -> FineTune:

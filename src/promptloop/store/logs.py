@@ -8,9 +8,11 @@ each caller's rows are acknowledged only after the transaction holding them has 
 from __future__ import annotations
 
 import json
+import operator
+import re
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +21,7 @@ from typing import Any, Protocol
 from psycopg.types.json import Jsonb
 from sqlalchemy import ColumnElement, Select, select
 
+from promptloop.core.errors import InvalidInput
 from promptloop.store.db import Database
 from promptloop.store.models import Judgment, Log
 from promptloop.store.types import JSONType
@@ -40,6 +43,55 @@ class LogQuery:
     metadata: dict[str, str] = field(default_factory=dict)
     trace_id: str | None = None
     feedback: tuple[str, ...] = ()  # filter words; all must hold (see `feedback_condition`)
+    judgments: tuple[JudgmentFilter, ...] = ()  # evaluator judgments; all must hold
+
+
+_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    "!=": operator.ne,
+    ">": operator.gt,
+    "<": operator.lt,
+    "=": operator.eq,
+}
+_JUDGMENT = re.compile(r"([a-z][a-z0-9_-]{0,63})(>=|<=|!=|>|<|=)(.+)")
+
+
+@dataclass(frozen=True)
+class JudgmentFilter:
+    """An evaluator's judgment a log must have: `helpful>=4`, `exact=true`, `toxic<0.5`.
+
+    It compares the judgment's score: numbers as they are, booleans as 1 and 0. Only finished
+    judgments count: a failed evaluator or a human judgment still to give matches nothing."""
+
+    evaluator: str
+    op: str
+    value: float
+
+    @classmethod
+    def parse(cls, text: str) -> JudgmentFilter:
+        found = _JUDGMENT.fullmatch(text.strip())
+        if found is None:
+            raise InvalidInput(
+                f"Judgment filter {text!r} must look like <evaluator><op><value> with op one of "
+                ">=, <=, >, <, =, != (e.g. helpful>=4 or exact=true)."
+            )
+        name, op, raw = found.groups()
+        word = raw.strip().lower()
+        if word in ("true", "false"):
+            return cls(name, op, 1.0 if word == "true" else 0.0)
+        try:
+            value = float(word)
+        except ValueError:
+            value = float("nan")
+        if value != value or value in (float("inf"), float("-inf")):
+            raise InvalidInput(
+                f"Judgment filter {text!r}: the value must be a number, true or false."
+            )
+        return cls(name, op, value)
+
+    def __str__(self) -> str:
+        return f"{self.evaluator}{self.op}{self.value:g}"
 
 
 class LogStore(Protocol):
@@ -150,6 +202,7 @@ def _filtered(statement: Select[Any], query: LogQuery, *, is_sqlite: bool) -> Se
     for key, value in query.metadata.items():
         conditions.append(Log.meta[key].as_string() == value)
     conditions.extend(feedback_condition(word) for word in query.feedback)
+    conditions.extend(judgment_condition(judgment) for judgment in query.judgments)
     return statement.where(*conditions)
 
 
@@ -173,6 +226,26 @@ def feedback_condition(word: str) -> ColumnElement[bool]:
     if word == "none":
         return ~exists.exists()
     return exists.where(Judgment.name == word).exists()
+
+
+def judgment_condition(judgment: JudgmentFilter) -> ColumnElement[bool]:
+    """A condition on `logs`: a current, finished judgment by the named evaluator whose score
+    compares with the filter's value as asked."""
+    compare = _OPERATORS[judgment.op]
+    return (
+        select(Judgment.id)
+        .where(
+            Judgment.log_id == Log.id,
+            Judgment.evaluator_version_pk.is_not(None),
+            Judgment.name == judgment.evaluator,
+            Judgment.current.is_(True),
+            Judgment.pending.is_(False),
+            Judgment.error.is_(None),
+            Judgment.score.is_not(None),
+            compare(Judgment.score, judgment.value),
+        )
+        .exists()
+    )
 
 
 @dataclass

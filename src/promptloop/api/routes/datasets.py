@@ -11,12 +11,15 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from promptloop.api.dataset_schemas import (
+    DatapointPreview,
     DatapointPublic,
     DatasetPublic,
     DatasetVersionCreate,
     DatasetVersionPublic,
     FromLogsCreate,
     FromLogsPublic,
+    PreviewCreate,
+    PreviewPublic,
     SavedDatasetVersionPublic,
 )
 from promptloop.api.deps import ContextDep, RequestContext
@@ -208,6 +211,48 @@ def from_logs(
         **public.model_dump(),
         skipped=sum(saved.skipped.values()),
         skipped_reasons=saved.skipped,
+    )
+
+
+@router.post(
+    "/datasets/-/preview",
+    summary="What a version from logs would hold (count, sample, skipped), saving nothing",
+)
+def preview(body: PreviewCreate, ctx: ContextDep, request: Request) -> PreviewPublic:
+    logger: Logger = request.app.state.logger
+    with ctx.transaction(write=False) as (session, project, actor):
+        found = datasets.preview_from_logs(
+            session,
+            logger.store,
+            actor=actor,
+            project=project,
+            filters=body.filters.filters(),
+            target=body.target,
+            limit=body.limit,
+            sample=body.sample,
+            name=body.name,
+            held_out_fraction=body.held_out_fraction,
+        )
+    return PreviewPublic(
+        count=found.count,
+        matched=found.matched,
+        skipped=sum(found.skipped.values()),
+        skipped_reasons=found.skipped,
+        version=found.version_id or None,
+        exists=found.exists,
+        train=found.train,
+        held_out=found.held_out,
+        sample=[
+            DatapointPreview(
+                key=d.key,
+                inputs=d.inputs,
+                messages=d.messages or None,
+                target=d.target,
+                source=d.source,
+                log_id=d.log_uid,
+            )
+            for d in found.sample
+        ],
     )
 
 

@@ -12,7 +12,7 @@ from promptloop.api.deps import ContextDep
 from promptloop.api.routes.prompts import Cursor, Limit
 from promptloop.api.schemas import ListPublic, LogBatch, LogCreate, LogCreated, LogIds, LogPublic
 from promptloop.core.errors import InvalidInput
-from promptloop.services import logs
+from promptloop.services import datasets, logs
 from promptloop.services.logs import LogEntry, Logger
 from promptloop.store.models import Log
 from promptloop.store.types import utc
@@ -66,11 +66,21 @@ def list_logs(
             "(`copied`, `correction`, …).",
         ),
     ] = None,
+    judgment: Annotated[
+        list[str] | None,
+        Query(
+            max_length=20,
+            description="Repeatable; all must hold: an evaluator's judgment of the log compared "
+            "with a value, `<evaluator><op><value>` with op `>=`, `<=`, `>`, `<`, `=` or `!=` "
+            "(`helpful>=4`, `exact=true`).",
+        ),
+    ] = None,
     cursor: Cursor = None,
     limit: Limit = 50,
 ) -> ListPublic[LogPublic]:
     logger: Logger = request.app.state.logger
     with ctx.transaction(write=False) as (session, project, actor):
+        judgments = datasets.judgment_filters(session, project=project, texts=judgment or ())
         page = logs.list_logs(
             session,
             logger.store,
@@ -89,6 +99,7 @@ def list_logs(
             trace_id=trace_id,
             metadata=_pairs(metadata or []),
             feedback=tuple(feedback or ()),
+            judgments=judgments,
         )
         names = logs.names_for(session, page.items)
     return ListPublic(
