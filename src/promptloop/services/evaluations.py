@@ -40,6 +40,7 @@ from promptloop.store.models import (
     Dataset,
     DatasetVersion,
     EvaluationRun,
+    Evaluator,
     EvaluatorVersion,
     Job,
     Judgment,
@@ -521,7 +522,12 @@ def comparison(
         raise NotFound(f"No evaluator {evaluator!r} in this run.")
     rows = session.execute(
         select(
-            RunItem.candidate_id, RunItem.datapoint_id, Judgment.value, Judgment.score, Log.output
+            RunItem.candidate_id,
+            RunItem.datapoint_id,
+            Judgment.value,
+            Judgment.score,
+            Log.output,
+            Log.uid,
         )
         .join(
             Judgment,
@@ -530,9 +536,9 @@ def comparison(
         .join(Log, Log.id == Judgment.log_id)
         .where(RunItem.run_id == run.id, RunItem.candidate_id.in_([control.id, chosen.id]))
     ).all()
-    by_point: dict[int, dict[int, tuple[Any, float | None, str | None]]] = {}
-    for cand_id, point, value, score, output in rows:
-        by_point.setdefault(point, {})[cand_id] = (value, score, output)
+    by_point: dict[int, dict[int, tuple[Any, float | None, str | None, str]]] = {}
+    for cand_id, point, value, score, output, log_uid in rows:
+        by_point.setdefault(point, {})[cand_id] = (value, score, output, log_uid)
     points = {
         p.id: p for p in session.scalars(select(Datapoint).where(Datapoint.id.in_(list(by_point))))
     }
@@ -554,6 +560,8 @@ def comparison(
                 "control_value": base[0] if base else None,
                 "candidate_value": cand[0] if cand else None,
                 "difference": difference,
+                "control_log": base[3] if base else None,
+                "candidate_log": cand[3] if cand else None,
             }
         )
     out.sort(key=lambda r: (r["difference"] is None, r["difference"] or 0.0))
@@ -1231,6 +1239,53 @@ def pending_judgments(
         run = get_run(session, actor=actor, project=project, uid=run_uid)
         query = query.where(Judgment.run_id == run.id)
     return [(j, log, v) for j, log, v in session.execute(query)]
+
+
+@dataclass(frozen=True)
+class ReviewContext:
+    """What a reviewer reads besides the log: the evaluator's question (its description) and
+    the datapoint's target, when the judgment belongs to a run."""
+
+    question: str | None
+    target: Any
+    run: str | None
+
+
+def review_context(session: Session, judgments: Sequence[Judgment]) -> dict[str, ReviewContext]:
+    """Per pending judgment (by uid), its evaluator's question and its datapoint's target."""
+    if not judgments:
+        return {}
+    version_pks = {j.evaluator_version_pk for j in judgments if j.evaluator_version_pk}
+    questions = {
+        pk: description
+        for pk, description in session.execute(
+            select(EvaluatorVersion.id, Evaluator.description)
+            .join(Evaluator, Evaluator.id == EvaluatorVersion.evaluator_id)
+            .where(EvaluatorVersion.id.in_(version_pks))
+        )
+    }
+    item_ids = {j.run_item_id for j in judgments if j.run_item_id}
+    targets = (
+        {
+            item_id: target
+            for item_id, target in session.execute(
+                select(RunItem.id, Datapoint.target)
+                .join(Datapoint, Datapoint.id == RunItem.datapoint_id)
+                .where(RunItem.id.in_(item_ids))
+            )
+        }
+        if item_ids
+        else {}
+    )
+    runs = run_uids(session, [j.run_id for j in judgments])
+    return {
+        j.uid: ReviewContext(
+            question=questions.get(j.evaluator_version_pk) if j.evaluator_version_pk else None,
+            target=targets.get(j.run_item_id) if j.run_item_id else None,
+            run=runs.get(j.run_id) if j.run_id else None,
+        )
+        for j in judgments
+    }
 
 
 def give_judgment(
