@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from promptloop.core import templates
@@ -257,3 +257,57 @@ def _upsert_prompt(
         Prompt(project_id=project.id, path=path, description=description),
         select(Prompt).where(Prompt.project_id == project.id, Prompt.path == path),
     )
+
+
+@dataclass(frozen=True)
+class PromptSummary:
+    """A prompt as its project's list shows it: its latest version (None before the first
+    save) and, per environment that serves one, the version id it serves."""
+
+    prompt: Prompt
+    latest: PromptVersion | None
+    serving: list[tuple[str, str]]
+
+
+def summaries(
+    session: Session, *, project: Project, query: str | None = None, limit: int = 1000
+) -> list[PromptSummary]:
+    """The project's prompts in path order, those whose path or description contains `query`
+    (ignoring case) when it is given, with their latest version and what each environment
+    serves (three queries, whatever the number of prompts)."""
+    found = select(Prompt).where(Prompt.project_id == project.id)
+    if query and query.strip():
+        escaped = query.strip().lower().replace("\\", "\\\\").replace("%", "\\%")
+        pattern = "%" + escaped.replace("_", "\\_") + "%"
+        found = found.where(
+            or_(
+                func.lower(Prompt.path).like(pattern, escape="\\"),
+                func.lower(func.coalesce(Prompt.description, "")).like(pattern, escape="\\"),
+            )
+        )
+    prompts = session.scalars(found.order_by(Prompt.path).limit(limit)).all()
+    ids = [p.id for p in prompts]
+    if not ids:
+        return []
+    newest = (
+        select(func.max(PromptVersion.id))
+        .where(PromptVersion.prompt_id.in_(ids))
+        .group_by(PromptVersion.prompt_id)
+    )
+    latest = {
+        v.prompt_id: v
+        for v in session.scalars(select(PromptVersion).where(PromptVersion.id.in_(newest)))
+    }
+    serving: dict[int, list[tuple[str, str]]] = {}
+    for prompt_id, env_name, short in session.execute(
+        select(Deployment.prompt_id, Environment.name, PromptVersion.version_id)
+        .join(Environment, Environment.id == Deployment.environment_id)
+        .join(PromptVersion, PromptVersion.id == Deployment.version_pk)
+        .where(Deployment.prompt_id.in_(ids))
+        .order_by(Environment.id)
+    ):
+        serving.setdefault(prompt_id, []).append((env_name, short))
+    return [
+        PromptSummary(prompt=p, latest=latest.get(p.id), serving=serving.get(p.id, []))
+        for p in prompts
+    ]
