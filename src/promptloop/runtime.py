@@ -45,7 +45,7 @@ class Runtime:
         log_writer = Logger(SqlLogStore(db), Prices(db))
         caller = Caller(db, log_writer, box)
         executor = Executor(db, caller, blocked_paths=[settings.data_dir])
-        trainer = finetunes.Trainer(db, data_dir=settings.data_dir)
+        trainer = finetunes.Trainer(db, data_dir=settings.data_dir, box=box)
         handlers: dict[str, Any] = {evaluations.JOB_KIND: executor, finetunes.JOB_KIND: trainer}
         seeder = demo.Seeder(db, caller, log_writer)  # the demo project's slow part (docs/demo.md)
         worker = Worker(

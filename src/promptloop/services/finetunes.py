@@ -27,15 +27,19 @@ from promptloop.core.access import SYSTEM, Actor, Permission
 from promptloop.core.errors import Conflict, InvalidInput, NotFound
 from promptloop.core.kernel import Kernel
 from promptloop.core.paths import validate_kind_name
-from promptloop.finetune import lora
+from promptloop.finetune import lora, openai_api
 from promptloop.finetune.lora import Example, Hyperparameters
 from promptloop.providers import local
-from promptloop.services import datasets, evaluations, evaluators, jobs, prompts
+from promptloop.providers.base import Credentials
+from promptloop.services import datasets, evaluations, evaluators, jobs, prompts, provider_keys
 from promptloop.services.jobs import Cancelled, JobContext
 from promptloop.services.pagination import Page, paginate
+from promptloop.services.secrets import SecretBox
 from promptloop.store.db import Database
 from promptloop.store.models import (
     Datapoint,
+    Dataset,
+    DatasetVersion,
     EvaluationRun,
     FineTune,
     Job,
@@ -49,11 +53,12 @@ from promptloop.store.types import utcnow
 logger = logging.getLogger("promptloop.finetunes")
 JOB_KIND = "fine_tune"
 BASES = {"local/smollm2-135m": "smollm2-135m"}
+METHODS = ("lora", "openai")  # LoRA on the local provider; OpenAI's fine-tuning API
 
 
 @dataclass(frozen=True)
 class FineTuneRequest:
-    name: str  # the model's name within the project: called as local/<project>/<name>
+    name: str  # the job's name within the project (lora: the model is local/<project>/<name>)
     dataset: str
     prompt: str
     dataset_version: str | None = None
@@ -76,16 +81,37 @@ def start(
     """Validate and queue a fine-tuning job."""
     actor.require(Permission.fine_tune)
     validate_kind_name(request.name)
-    if request.method != "lora":
-        raise InvalidInput("method is 'lora' (on the local provider).")
-    if request.base_model not in BASES:
-        raise InvalidInput(f"base_model must be one of {', '.join(BASES)}.")
+    if request.method not in METHODS:
+        raise InvalidInput(
+            "method is 'lora' (on the local provider) or 'openai' (OpenAI's fine-tuning API)."
+        )
     if not 0 < request.held_out_fraction < 1:
         raise InvalidInput("held_out_fraction must be between 0 and 1 (e.g. 0.2).")
-    try:
-        Hyperparameters.from_dict(request.hyperparameters)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"Hyperparameters: {exc}") from None
+    if request.method == "lora":
+        if request.base_model not in BASES:
+            raise InvalidInput(f"base_model must be one of {', '.join(BASES)} for method lora.")
+        try:
+            Hyperparameters.from_dict(request.hyperparameters)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"Hyperparameters: {exc}") from None
+    else:
+        provider, _, base = request.base_model.partition("/")
+        if provider != "openai" or not base:
+            raise InvalidInput(
+                "base_model for method openai is openai/<a model OpenAI fine-tunes>, e.g. "
+                "openai/gpt-4o-mini-2024-07-18."
+            )
+        try:
+            openai_api.check_hyperparameters(request.hyperparameters)
+        except ValueError as exc:
+            raise InvalidInput(f"Hyperparameters: {exc}.") from None
+        try:
+            provider_keys.stored(session, project=project, provider="openai")
+        except NotFound:
+            raise InvalidInput(
+                f"No 'openai' key in project {project.name!r}: a developer can add one with "
+                "PUT /api/v1/provider-keys/openai."
+            ) from None
     name = model_name(project, request.name)
     if session.scalar(select(FineTune.id).where(FineTune.model_name == name)) is not None:
         raise Conflict(f"A fine-tuned model {name!r} exists already; choose another name.")
@@ -218,8 +244,44 @@ def cancel(session: Session, *, actor: Actor, project: Project, uid: str) -> Fin
 
 
 def progress_of(session: Session, tune: FineTune) -> dict[str, Any]:
+    """Step, total steps, loss, elapsed and remaining seconds (OpenAI jobs: its ids too)."""
     job = session.get(Job, tune.job_id) if tune.job_id else None
     return dict(job.progress or {}) if job else {}
+
+
+def model_of(session: Session, tune: FineTune) -> str | None:
+    """What to call the model as (`provider/name`): a LoRA job's is known from the start, an
+    OpenAI job's once OpenAI has named it."""
+    if tune.method == "lora":
+        return f"local/{tune.model_name}"
+    found = session.scalars(select(Model).where(Model.fine_tune_id == tune.id)).first()
+    return f"{found.provider}/{found.name}" if found else None
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """Where a fine-tune's examples came from: a dataset version rendered through a prompt
+    version."""
+
+    dataset: str
+    dataset_version: str
+    count: int
+    prompt: str
+    prompt_version: str
+
+
+def lineage_of(session: Session, tune: FineTune) -> Lineage:
+    data = session.get(DatasetVersion, tune.dataset_version_pk)
+    dataset = session.get(Dataset, data.dataset_id) if data else None
+    prompt = session.get(Prompt, tune.prompt_id)
+    version = session.get(PromptVersion, tune.version_pk)
+    return Lineage(
+        dataset=dataset.name if dataset else "",
+        dataset_version=data.version_id if data else "",
+        count=data.count if data else 0,
+        prompt=prompt.path if prompt else "",
+        prompt_version=version.version_id if version else "",
+    )
 
 
 def run_uid(session: Session, tune: FineTune) -> str | None:
@@ -250,15 +312,24 @@ class Trainer:
     """Runs fine-tuning jobs for one process: training in a thread, progress and cancellation
     through the job."""
 
-    def __init__(self, db: Database, *, data_dir: Path, wake: Any = None) -> None:
+    openai_poll_s = 10.0  # how often an OpenAI job is asked how it is doing
+
+    def __init__(
+        self, db: Database, *, data_dir: Path, wake: Any = None, box: SecretBox | None = None
+    ) -> None:
         self.db = db
         self.data_dir = data_dir
         self.wake = wake
+        self.box = box  # decrypts the project's provider key (OpenAI jobs)
 
     async def __call__(self, ctx: JobContext) -> None:
         tune_id = int(ctx.payload["fine_tune_id"])
         try:
-            await self._run(ctx, tune_id)
+            method = await asyncio.to_thread(self._method, tune_id)
+            if method == "openai":
+                await self._run_openai(ctx, tune_id)
+            else:
+                await self._run(ctx, tune_id)
         except Cancelled:
             await asyncio.to_thread(self._set, tune_id, status="cancelled", finished_at=utcnow())
             raise
@@ -319,9 +390,167 @@ class Trainer:
         local.provider.register_adapter(
             plan.tune.model_name, base=plan.base, adapter=plan.adapter_dir
         )
-        await asyncio.to_thread(self._finish, plan, result)
+        metrics = {
+            "steps": result.steps,
+            "train_loss": result.train_loss,
+            "held_out_loss": result.held_out_loss,
+            "seconds": round(result.seconds, 1),
+            "peak_memory_mb": round(result.peak_memory_mb),
+            "device": result.device,
+            "train_examples": len(plan.train),
+            "held_out_examples": len(plan.held_out),
+        }
+        await asyncio.to_thread(
+            self._finish,
+            plan,
+            metrics,
+            provider="local",
+            name=plan.tune.model_name,
+            base=("local", plan.base),
+            adapter_dir=plan.adapter_dir,
+        )
         if self.wake is not None:
             self.wake()
+
+    async def _run_openai(self, ctx: JobContext, tune_id: int) -> None:
+        """Upload the set, start an OpenAI fine-tuning job, follow it until it ends, and
+        register the model it made. The OpenAI ids are kept in the job's progress, so a job
+        resumed after a restart follows the same OpenAI job."""
+        plan = await asyncio.to_thread(self._plan, tune_id)
+        credentials = await asyncio.to_thread(self._credentials, plan.project.id, "openai")
+        await ctx.checkpoint()
+        await asyncio.to_thread(self._set, tune_id, status="running")
+        folder = self.data_dir / "fine-tunes" / plan.tune.uid
+        api = openai_api.OpenAIFineTuning(credentials)
+        try:
+            upstream = ctx.progress.get("openai_job")
+            if upstream is None:
+                upstream = await self._start_openai(ctx, api, plan, folder)
+            status = await self._follow_openai(ctx, api, upstream)
+        finally:
+            await api.close()
+        if status.state == "cancelled":
+            raise Cancelled()
+        if status.state != "succeeded" or not status.fine_tuned_model:
+            raise RuntimeError(
+                f"OpenAI fine-tuning job {upstream} {status.state}: "
+                f"{status.error or 'no reason given'}"
+            )
+        seconds = (
+            status.finished_at - status.created_at
+            if status.finished_at and status.created_at
+            else None
+        )
+        metrics = {
+            "steps": status.step,
+            "train_loss": status.loss,
+            "held_out_loss": status.held_out_loss,
+            "seconds": seconds,
+            "trained_tokens": status.trained_tokens,
+            "train_examples": len(plan.train),
+            "held_out_examples": len(plan.held_out),
+            "openai_job": upstream,
+            "artifacts": str(folder),
+        }
+        await asyncio.to_thread(
+            _write_json, folder / "result.json", {"status": status.state, **metrics}
+        )
+        await asyncio.to_thread(
+            self._finish,
+            plan,
+            metrics,
+            provider="openai",
+            name=status.fine_tuned_model,
+            base=("openai", plan.base),
+            adapter_dir=None,
+        )
+        if self.wake is not None:
+            self.wake()
+
+    async def _start_openai(
+        self,
+        ctx: JobContext,
+        api: openai_api.OpenAIFineTuning,
+        plan: _Plan,
+        folder: Path,
+    ) -> str:
+        tune = plan.tune
+        await asyncio.to_thread(_write_sets, folder, plan.train, plan.held_out)
+        training = ctx.progress.get("training_file")
+        if training is None:
+            training = await api.upload(plan.train, f"{tune.uid}-train.jsonl")
+            await ctx.checkpoint(training_file=training)
+        validation = ctx.progress.get("validation_file")
+        if validation is None:
+            validation = await api.upload(plan.held_out, f"{tune.uid}-held-out.jsonl")
+            await ctx.checkpoint(validation_file=validation)
+        upstream = await api.create(
+            base=plan.base,
+            training_file=training,
+            validation_file=validation,
+            suffix=tune.model_name.rsplit("/", 1)[-1],
+            hyperparameters=tune.hyperparameters,
+        )
+        await ctx.checkpoint(openai_job=upstream)
+        return upstream
+
+    async def _follow_openai(
+        self, ctx: JobContext, api: openai_api.OpenAIFineTuning, upstream: str
+    ) -> openai_api.Status:
+        """Poll the OpenAI job, reporting its progress, until it ends; a cancellation here
+        cancels it there. A few transient failures to reach OpenAI in a row are waited out."""
+        failures = 0
+        while True:
+            try:
+                status = await api.status(upstream)
+                failures = 0
+            except openai_api.UpstreamError as exc:
+                failures += 1
+                if not exc.transient or failures > 5:
+                    raise
+                logger.warning("Fine-tune %s: %s (retrying)", upstream, exc)
+                status = None
+            try:
+                if status is not None:
+                    await ctx.checkpoint(**_openai_progress(status))
+                    if status.finished:
+                        return status
+                deadline = asyncio.get_running_loop().time() + self.openai_poll_s
+                while asyncio.get_running_loop().time() < deadline:
+                    await asyncio.sleep(min(1.0, self.openai_poll_s))
+                    await ctx.checkpoint()
+            except Cancelled:
+                try:
+                    await api.cancel(upstream)
+                except openai_api.UpstreamError as exc:
+                    logger.warning(
+                        "Fine-tune %s could not be cancelled at OpenAI: %s", upstream, exc
+                    )
+                raise
+
+    def _method(self, tune_id: int) -> str:
+        with self.db.session(write=False) as session:
+            tune = session.get(FineTune, tune_id)
+            if tune is None:
+                raise NotFound(f"Fine-tuning job {tune_id} no longer exists.")
+            return tune.method
+
+    def _credentials(self, project_id: int, provider: str) -> Credentials:
+        if self.box is None:
+            raise RuntimeError("This worker cannot read provider keys (no secret box).")
+        with self.db.session(write=False) as session:
+            project = session.get(Project, project_id)
+            assert project is not None
+            try:
+                stored = provider_keys.stored(session, project=project, provider=provider)
+            except NotFound:
+                raise InvalidInput(
+                    f"No {provider!r} key in project {project.name!r}: a developer can add one "
+                    f"with PUT /api/v1/provider-keys/{provider}."
+                ) from None
+            return Credentials(
+                api_key=self.box.decrypt(stored.ciphertext), base_url=stored.base_url
+            )
 
     def _plan(self, tune_id: int) -> _Plan:
         with self.db.session(write=False) as session:
@@ -348,7 +577,9 @@ class Trainer:
             return _Plan(
                 tune=tune,
                 project=project,
-                base=BASES[tune.base_model],
+                base=BASES[tune.base_model]
+                if tune.method == "lora"
+                else tune.base_model.partition("/")[2],
                 train=[example(p) for p in train],
                 held_out=[example(p) for p in held],
                 held_out_points=held,
@@ -365,39 +596,40 @@ class Trainer:
                     continue
                 setattr(tune, key, value)
 
-    def _finish(self, plan: _Plan, result: Any) -> None:
+    def _finish(
+        self,
+        plan: _Plan,
+        metrics: dict[str, Any],
+        *,
+        provider: str,
+        name: str,
+        base: tuple[str, str],
+        adapter_dir: Path | None,
+    ) -> None:
         """Register the model with its lineage, and queue its evaluation on the held-out data
         against what the prompt serves in production."""
         with self.db.session(write=True) as session:
             tune = session.get(FineTune, plan.tune.id)
             project = session.get(Project, plan.project.id)
             assert tune is not None and project is not None
-            tune.metrics = {
-                "steps": result.steps,
-                "train_loss": result.train_loss,
-                "held_out_loss": result.held_out_loss,
-                "seconds": round(result.seconds, 1),
-                "peak_memory_mb": round(result.peak_memory_mb),
-                "device": result.device,
-                "train_examples": len(plan.train),
-                "held_out_examples": len(plan.held_out),
-            }
-            tune.adapter_dir = str(plan.adapter_dir)
-            provider, name = "local", tune.model_name
+            tune.metrics = metrics
+            tune.adapter_dir = str(adapter_dir) if adapter_dir is not None else None
             model = session.scalars(
                 select(Model).where(Model.provider == provider, Model.name == name)
             ).first()
             if model is None:
-                base = session.scalars(
-                    select(Model).where(Model.provider == "local", Model.name == plan.base)
+                base_row = session.scalars(
+                    select(Model).where(Model.provider == base[0], Model.name == base[1])
                 ).first()
+                # OpenAI prices its fine-tuned models above their bases: unknown, not guessed.
+                priced = base_row is not None and provider == "local"
                 session.add(
                     Model(
                         provider=provider,
                         name=name,
-                        input_price=base.input_price if base else None,
-                        output_price=base.output_price if base else None,
-                        context_window=base.context_window if base else None,
+                        input_price=base_row.input_price if priced and base_row else None,
+                        output_price=base_row.output_price if priced and base_row else None,
+                        context_window=base_row.context_window if base_row else None,
                         capabilities={
                             "kinds": ["chat"],
                             "lineage": {
@@ -412,11 +644,15 @@ class Trainer:
                     )
                 )
             if tune.evaluators:
-                tune.evaluation_run_id = self._evaluation(session, tune, project, plan)
+                tune.evaluation_run_id = self._evaluation(
+                    session, tune, project, plan, model=f"{provider}/{name}"
+                )
             tune.status = "completed"
             tune.finished_at = utcnow()
 
-    def _evaluation(self, session: Session, tune: FineTune, project: Project, plan: _Plan) -> int:
+    def _evaluation(
+        self, session: Session, tune: FineTune, project: Project, plan: _Plan, *, model: str
+    ) -> int:
         prompt = session.get(Prompt, tune.prompt_id)
         version = session.get(PromptVersion, tune.version_pk)
         assert prompt is not None and version is not None
@@ -448,8 +684,8 @@ class Trainer:
                     evaluations.CandidateSpec(
                         prompt=prompt.path,
                         version=version.version_id,
-                        model=f"local/{tune.model_name}",
-                        label=f"{prompt.path}@{version.version_id} with local/{tune.model_name}",
+                        model=model,
+                        label=f"{prompt.path}@{version.version_id} with {model}",
                     ),
                 ],
                 evaluators=list(tune.evaluators),
@@ -458,3 +694,32 @@ class Trainer:
             ),
         )
         return run.id
+
+
+def _openai_progress(status: openai_api.Status) -> dict[str, Any]:
+    now = utcnow().timestamp()
+    progress: dict[str, Any] = {"openai_status": status.state}
+    if status.step is not None:
+        progress |= {"step": status.step, "total_steps": status.total_steps}
+    if status.loss is not None:
+        progress["loss"] = status.loss
+    if status.created_at is not None:
+        end = status.finished_at or now
+        progress["elapsed_s"] = round(max(0.0, end - status.created_at), 1)
+    if status.finished:
+        progress["remaining_s"] = 0.0
+    elif status.estimated_finish is not None:
+        progress["remaining_s"] = round(max(0.0, status.estimated_finish - now), 1)
+    return progress
+
+
+def _write_sets(folder: Path, train: list[Example], held_out: list[Example]) -> None:
+    """Keep what was sent to the provider with the job, in the data directory."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.jsonl").write_text(lora.export_openai_jsonl(train), encoding="utf-8")
+    (folder / "held-out.jsonl").write_text(lora.export_openai_jsonl(held_out), encoding="utf-8")
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(value, indent=2), encoding="utf-8")

@@ -23,7 +23,9 @@ TuneId = Annotated[str, Path(max_length=32)]
 
 class FineTuneCreate(Strict):
     name: str = Field(
-        max_length=64, description="The model's name: it is called as local/<project>/<name>."
+        max_length=64,
+        description="The job's name, unique in the project. lora: the model is called "
+        "local/<project>/<name>; openai: OpenAI names the model, with this as its suffix.",
     )
     dataset: str = Field(max_length=255)
     dataset_version: str | None = Field(default=None, max_length=12)
@@ -32,12 +34,22 @@ class FineTuneCreate(Strict):
     )
     version: str | None = Field(default=None, max_length=12)
     environment: str | None = Field(default=None, max_length=64)
-    base_model: str = Field(default="local/smollm2-135m", max_length=200)
-    method: str = Field(default="lora", max_length=16)
+    base_model: str = Field(
+        default="local/smollm2-135m",
+        max_length=200,
+        description="lora: local/smollm2-135m; openai: openai/<model>, e.g. "
+        "openai/gpt-4o-mini-2024-07-18.",
+    )
+    method: str = Field(
+        default="lora",
+        max_length=16,
+        description="lora (on the local provider) or openai (OpenAI's fine-tuning API, with "
+        "the project's openai key).",
+    )
     hyperparameters: dict[str, Any] = Field(
         default_factory=dict,
-        description="r, alpha, dropout, learning_rate, batch_size, epochs or max_steps, "
-        "max_length, seed.",
+        description="lora: r, alpha, dropout, learning_rate, batch_size, epochs or max_steps, "
+        "max_length, seed. openai: n_epochs, batch_size, learning_rate_multiplier.",
     )
     held_out_fraction: float = Field(default=0.2, gt=0, lt=1)
     evaluators: list[str] = Field(
@@ -49,7 +61,11 @@ class FineTuneCreate(Strict):
 
 class FineTunePublic(BaseModel):
     id: str
-    model: str = Field(description="Use it as a provider model: local/<project>/<name>.")
+    name: str = Field(description="The job's name in its project.")
+    model: str | None = Field(
+        description="Use it as a provider model: local/<project>/<name>, or for openai the "
+        "model OpenAI made, openai/ft:… (none until it has finished)."
+    )
     status: str
     method: str
     base_model: str
@@ -136,7 +152,8 @@ def cancel(tune_id: TuneId, ctx: ContextDep) -> FineTunePublic:
 def _public(session: Session, tune: FineTune) -> FineTunePublic:
     return FineTunePublic(
         id=tune.uid,
-        model=f"local/{tune.model_name}",
+        name=tune.model_name.split("/", 1)[-1],
+        model=finetunes.model_of(session, tune),
         status=tune.status,
         method=tune.method,
         base_model=tune.base_model,
