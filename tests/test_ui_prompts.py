@@ -269,6 +269,8 @@ def test_deploy_and_rollback_show_what_changed(client: TestClient, server: Serve
     )
     assert plain.status_code == 303 and plain.headers["location"] == f"{P}/dep/p/-/deploy"
     assert _serving(client, "dep/p", "production") == one["id"]
+    first = browser.get(f"{P}/dep/p/-/deploy").text
+    assert "launch" in first and "Roll back production" not in first  # nothing before it
 
     htmx = {"HX-Request": "true"}
     moved = browser.post(
@@ -329,3 +331,18 @@ def test_forms_without_the_csrf_token_are_refused(client: TestClient, server: Se
     saved = browser.post(f"{P}/csrf/p", data=_form(content=["x", "y {{ z }}"]))
     assert saved.status_code == 403
     assert len(_versions(client, "csrf/p")) == 1
+
+
+def test_a_prompt_without_versions_opens_a_blank_form_and_saves_its_first(
+    client: TestClient, server: Server
+) -> None:
+    assert client.post(f"{BASE}/prompts", json={"path": "empty/one"}).status_code == 201
+    browser = server.browser()
+    assert "no versions yet" in browser.get(P).text
+    page = browser.get(f"{P}/empty/one")
+    assert page.status_code == 200 and "no versions yet" in page.text
+    assert page.text.count(' name="content"') == 2
+    assert '<option value="openai/gpt-4o-mini" selected>' in page.text
+    saved = browser.post(f"{P}/empty/one", data=_form(), follow_redirects=False)
+    assert saved.status_code == 303 and "saved=new" in saved.headers["location"]
+    assert len(_versions(client, "empty/one")) == 1

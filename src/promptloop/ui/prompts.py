@@ -116,10 +116,8 @@ def prompt_list(request: Request, db: DbDep, project: str, q: str = "") -> Respo
 @router.get("/p/{project}/prompts/-/new", response_class=HTMLResponse)
 def new_prompt(request: Request, db: DbDep, project: str) -> Response:
     with open_page(request, db, project=project) as page:
-        fields = EditorFields(role=["system", "user"], content=["", ""])
         models = catalogue.list_models(page.session, project=page.require_project())
-        fields.model = _default_model(models)
-        return _editor(page, fields, prompt=None, version=None, models=models)
+        return _editor(page, _blank("", models), prompt=None, version=None, models=models)
 
 
 @router.post("/p/{project}/prompts/-/new", response_class=HTMLResponse)
@@ -265,7 +263,7 @@ def edit_prompt(
         prompt = prompts.get_prompt(page.session, project=page.require_project(), path=path)
         shown = _version_or_latest(page, prompt, version)
         models = catalogue.list_models(page.session, project=page.require_project())
-        fields = _fields_of(prompts.kernel_of(shown), path) if shown else EditorFields(path=path)
+        fields = _fields_of(prompts.kernel_of(shown), path) if shown else _blank(path, models)
         notice = None
         if shown and saved == "new":
             notice = f"Saved version {shown.version_id}."
@@ -569,6 +567,13 @@ def _editor(
     return page.render(name, status, **context)
 
 
+def _blank(path: str, models: Sequence[Model]) -> EditorFields:
+    """The form for a prompt without versions: a system and a user message, a default model."""
+    return EditorFields(
+        path=path, role=["system", "user"], content=["", ""], model=_default_model(models)
+    )
+
+
 def _default_model(models: Sequence[Model]) -> str:
     names = [f"{m.provider}/{m.name}" for m in models]
     for preferred in ("openai/gpt-4o-mini", "local/smollm2-135m"):
@@ -632,6 +637,8 @@ def _deploy_panel(page: Page, path: str, *, notice: str | None) -> HTMLResponse:
             for s in states
         ],
         "events": events,
+        # Environments with an earlier version to go back to (the service refuses otherwise).
+        "rollbackable": {e.environment_id for e in events if e.previous_version_pk is not None},
         "event_versions": event_versions,
         "environment_names": deployments.environment_names(page.session, project=project),
         "versions": versions,
