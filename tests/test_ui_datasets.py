@@ -143,7 +143,12 @@ def test_from_logs_previews_the_filter_then_saves_with_provenance(
     assert preview.status_code == 200
     count = re.search(r'id="match-count"><strong>(\d+)</strong>', preview.text)
     assert count is not None and count.group(1) == "3"
+    assert "2</strong> datapoints, 1 error left out" in preview.text
     assert "Two." in preview.text and "Other." not in preview.text
+    unknown = browser.get(f"{UI}/-/new?from=logs&judgment=helpful>=4")
+    assert "Unknown evaluator &#39;helpful&#39;" in unknown.text
+    trace = browser.get(f"{UI}/-/new?from=logs&trace_id=abc")
+    assert "leave the trace filter out" in trace.text
     assert f"/p/default/logs/{second}" in preview.text
     bad_filter = browser.get(f"{UI}/-/new?from=logs&error=maybe&since=yesterday")
     assert bad_filter.status_code == 200

@@ -3,6 +3,7 @@ browse it, edit a datapoint into a new version; create an evaluator after trying
 
 from __future__ import annotations
 
+import re
 import uuid
 from typing import Any
 
@@ -28,8 +29,12 @@ def test_build_a_dataset_from_logs_browse_it_and_edit_a_datapoint(
     expect(page.locator("#match-count")).to_contain_text("2 logs match")
     expect(page.get_by_role("cell", name="On its way.")).to_be_visible()
     page.get_by_label("Name").fill(name)
-    page.get_by_label("A person's correction").check()
-    page.get_by_label("The log's output").check()
+    page.get_by_label("A person's correction").check()  # htmx: the preview follows at once
+    expect(page.locator("#match-count")).to_contain_text("0 datapoints")
+    expect(page).to_have_url(re.compile(r"target=correction"))
+    page.get_by_label("The correction where there is one").check()
+    expect(page.locator("#match-count")).to_contain_text("2 datapoints")
+    expect(page.get_by_label("Name")).to_have_value(name)  # what was typed stays
     page.get_by_role("button", name="Save dataset from these logs").click()
 
     expect(page.get_by_role("heading", name=name)).to_be_visible()

@@ -20,10 +20,10 @@ from promptloop.api.deps import DbDep
 from promptloop.core.access import Permission
 from promptloop.core.datapoints import DatapointSpec, check_value
 from promptloop.core.errors import InvalidInput, InvalidPath
-from promptloop.services import datasets, logs
+from promptloop.services import datasets
 from promptloop.services.datasets import LogFilters
 from promptloop.services.logs import Logger
-from promptloop.store.models import Datapoint, Log
+from promptloop.store.models import Datapoint
 from promptloop.ui.web import Page, open_page
 
 router = APIRouter(include_in_schema=False)
@@ -41,6 +41,8 @@ LOG_FILTERS = (
     "end_user",
     "since",
     "until",
+    "judgment",
+    "trace_id",
 )
 _TRUE = frozenset({"true", "1", "yes", "errors", "failed"})
 _FALSE = frozenset({"false", "0", "no", "ok", "succeeded"})
@@ -102,6 +104,10 @@ class LogFilterForm:
     def filters(self) -> LogFilters:
         """The service's filters; bad values are kept in `errors` (by field) and left out."""
         self.errors = {}
+        if "trace_id" in self.values:
+            self.errors["trace_id"] = (
+                "A dataset is not built from one trace's logs: leave the trace filter out."
+            )
         error: bool | None = None
         if "error" in self.values:
             word = self.values["error"].lower()
@@ -121,6 +127,9 @@ class LogFilterForm:
                     continue
                 times[name] = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
         feedback = tuple(w.strip() for w in self.values.get("feedback", "").split(",") if w.strip())
+        judgments = tuple(
+            j.strip() for j in self.values.get("judgment", "").split(",") if j.strip()
+        )
         return LogFilters(
             prompt=self.values.get("prompt"),
             version=self.values.get("version"),
@@ -131,60 +140,38 @@ class LogFilterForm:
             since=times["since"],
             until=times["until"],
             feedback=feedback,
+            judgments=judgments,
         )
 
     def query(self) -> str:
         return urlencode(self.values)
 
 
-@dataclass(frozen=True)
-class Preview:
-    """How many logs a filter matches (up to `cap`) and the newest few."""
-
-    matched: int
-    capped: bool
-    sample: list[Log]
-    names: logs.Names | None
-
-
-def _preview(page: Page, request: Request, filters: LogFilters) -> Preview:
-    """Count the logs matching `filters` (through the logs service, a page at a time, up to the
-    most a dataset takes from logs) and keep the newest few as a sample."""
-    store = _logger(request).store
-    matched = 0
-    sample: list[Log] = []
-    cursor: str | None = None
-    while True:
-        found = logs.list_logs(
+def _preview(
+    page: Page, request: Request, filters: LogFilters, form: dict[str, str], errors: dict[str, str]
+) -> datasets.Preview | None:
+    """What saving would give (through the service, which `from_logs` then matches exactly)."""
+    target = form.get("target") or "output"
+    try:
+        limit = int(form.get("limit") or 1000)
+    except ValueError:
+        errors["limit"] = f"A whole number from 1 to {datasets.MAX_FROM_LOGS:,}."
+        return None
+    try:
+        return datasets.preview_from_logs(
             page.session,
-            store,
+            _logger(request).store,
             actor=page.require_actor(),
             project=page.require_project(),
-            prompt=filters.prompt,
-            version=filters.version,
-            cursor=cursor,
-            limit=500,
-            environment=filters.environment,
-            source=filters.source,
-            since=filters.since,
-            until=filters.until,
-            has_error=filters.error,
-            end_user=filters.end_user,
-            feedback=filters.feedback,
+            filters=filters,
+            target=target,
+            limit=limit,
+            sample=SAMPLE_SIZE,
         )
-        if not sample:
-            sample = list(found.items[:SAMPLE_SIZE])
-        matched += len(found.items)
-        cursor = found.next_cursor
-        if cursor is None or matched >= datasets.MAX_FROM_LOGS:
-            break
-    names = logs.names_for(page.session, sample) if sample else None
-    return Preview(
-        matched=min(matched, datasets.MAX_FROM_LOGS),
-        capped=cursor is not None,
-        sample=sample,
-        names=names,
-    )
+    except InvalidInput as exc:
+        field = "limit" if exc.message.startswith("limit") else "filters"
+        errors.setdefault("target" if "target" in exc.message else field, exc.message)
+        return None
 
 
 def _new_form(
@@ -198,15 +185,12 @@ def _new_form(
     status: int = 200,
 ) -> HTMLResponse:
     log_filter = LogFilterForm.of(request.query_params if request.method == "GET" else _F(form))
-    preview: Preview | None = None
+    preview: datasets.Preview | None = None
     if mode == "logs":
         filters = log_filter.filters()
         errors = {**{f"filter_{k}": v for k, v in log_filter.errors.items()}, **errors}
         if not log_filter.errors:
-            try:
-                preview = _preview(page, request, filters)
-            except InvalidInput as exc:
-                errors.setdefault("filters", exc.message)
+            preview = _preview(page, request, filters, form, errors)
     return page.render(
         "datasets/new.html",
         status,
@@ -235,14 +219,20 @@ class _F:
 
 @router.get("/p/{project}/datasets/-/new", response_class=HTMLResponse)
 def new_dataset_page(
-    request: Request, db: DbDep, project: str, mode: str = "upload", name: str = ""
+    request: Request,
+    db: DbDep,
+    project: str,
+    mode: str = "upload",
+    name: str = "",
+    target: str = "output",
+    limit: str = "1000",
 ) -> Response:
     chosen = "logs" if request.query_params.get("from") == "logs" else mode
     if chosen not in ("upload", "paste", "logs"):
         chosen = "upload"
     with open_page(request, db, project=project) as page:
         page.require_actor().require(Permission.edit)
-        form = {"name": name, "target": "output", "limit": "1000"}
+        form = {"name": name, "target": target, "limit": limit}
         return _new_form(page, request, mode=chosen, form=form, errors={})
 
 
@@ -269,6 +259,8 @@ def create_dataset(
     end_user: Annotated[str, Form(max_length=200)] = "",
     since: Annotated[str, Form(max_length=40)] = "",
     until: Annotated[str, Form(max_length=40)] = "",
+    judgment: Annotated[str, Form(max_length=1000)] = "",
+    trace_id: Annotated[str, Form(max_length=64)] = "",
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     data = file.file.read() if file is not None and file.filename else None
@@ -290,6 +282,8 @@ def create_dataset(
         "end_user": end_user,
         "since": since,
         "until": until,
+        "judgment": judgment,
+        "trace_id": trace_id,
     }
     if mode not in ("upload", "paste", "logs"):
         mode = "upload"
