@@ -7,8 +7,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from promptloop import Client
+from promptloop.cli import main as cli_main
+from tests.conftest import Server
 from tests.helpers import BASE, assert_error
 
 WORDS = ["apple", "river", "stone", "cloud", "amber", "maple"]
@@ -149,4 +154,38 @@ def test_a_preview_shows_what_from_logs_then_saves(client: TestClient) -> None:
         400,
         "invalid_input",
         "must look like",
+    )
+
+
+def test_the_sdk_and_the_command_line_preview_then_save(
+    client: TestClient, server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _judged_logs(client)
+    key = server.key(role="member", name="sdk")
+    with Client("http://testserver", http_client=client, api_key=key) as sdk:
+        shown = sdk.datasets.preview(
+            name="judged", source="eval", judgment="review>=4", error=False, sample=2
+        )
+        assert (shown.count, shown.exists, len(shown.sample)) == (3, False, 2)
+        assert {p.source for p in shown.sample} == {"log"}
+        assert {log.inputs["word"] for log in sdk.logs.list(judgment=["review>=4", "exact=true"])}
+        saved = sdk.datasets.from_logs("judged", source="eval", judgment="review>=4", error=False)
+        assert saved.id == shown.version and saved.count == 3
+
+    def local_client(url: str, **kwargs: Any) -> Client:
+        return Client(url, http_client=client, **kwargs)
+
+    monkeypatch.setattr(cli_main, "Client", local_client)
+    runner = CliRunner()
+    base = ["--url", "http://testserver", "--api-key", key, "datasets", "from-logs", "cli"]
+    filters = ["--source", "eval", "--judgment", "review>=5"]
+    previewed = runner.invoke(cli_main.app, [*base, *filters, "--preview"])
+    assert previewed.exit_code == 0, previewed.output
+    assert previewed.stdout.startswith("2 datapoints from 2 matching logs. Version ")
+    assert '{"word": "apple"} -> "APPLE"  (log ' in previewed.stdout
+    assert client.get(f"{BASE}/datasets/cli").status_code == 404
+    created = runner.invoke(cli_main.app, [*base, *filters, "-m", "the best"])
+    assert created.exit_code == 0, created.output
+    assert (
+        created.stdout.startswith("created") and "(2 datapoints, 0 logs skipped)" in created.stdout
     )

@@ -548,6 +548,92 @@ def datasets_upload(
     )
 
 
+class Target(StrEnum):
+    output = "output"
+    correction = "correction"
+    corrected = "corrected"
+    none = "none"
+
+
+@datasets_app.command("from-logs")
+def datasets_from_logs(
+    name: Annotated[str, typer.Argument(help="Dataset name, e.g. orders/tuning.")],
+    prompt: Annotated[str | None, typer.Option(help="Only logs of this prompt.")] = None,
+    version: Annotated[str | None, typer.Option(help="...of this version of it.")] = None,
+    env: EnvOption = None,
+    source: Annotated[str | None, typer.Option(help="sdk, api, gateway, eval, playground.")] = None,
+    feedback: Annotated[
+        list[str] | None,
+        typer.Option(help="Repeatable; all must hold: up, down, any, none or a kind's name."),
+    ] = None,
+    judgment: Annotated[
+        list[str] | None,
+        typer.Option(help="Repeatable; all must hold: an evaluator's judgment, e.g. helpful>=4."),
+    ] = None,
+    errors: Annotated[
+        bool,
+        typer.Option("--errors/--no-errors", help="Failed calls are skipped either way."),
+    ] = False,
+    target: Annotated[
+        Target, typer.Option(help="output, correction, corrected (fine-tuning) or none.")
+    ] = Target.output,
+    limit: Annotated[int, typer.Option(help="Most datapoints.")] = 1000,
+    message: Annotated[str | None, typer.Option("--message", "-m", help="Why.")] = None,
+    preview: Annotated[
+        bool,
+        typer.Option("--preview", "--dry-run", help="Show the count and a sample; save nothing."),
+    ] = False,
+    sample: Annotated[int, typer.Option(help="Datapoints the preview shows.")] = 5,
+    as_json: JsonOption = False,
+) -> None:
+    """Save a dataset version from the logs matching filters (e.g. voted up, or judged
+    helpful>=4), each datapoint keeping the id of its log; --preview shows it first."""
+    filters: dict[str, Any] = {
+        "prompt": prompt,
+        "version": version,
+        "environment": env,
+        "source": source,
+        "feedback": feedback or None,
+        "judgment": judgment or None,
+        "error": None if errors else False,
+    }
+    with _client(timeout=300) as client:
+        if preview:
+            shown = client.datasets.preview(
+                name=name, target=target.value, limit=limit, sample=sample, **filters
+            )
+        else:
+            saved = client.datasets.from_logs(
+                name, target=target.value, limit=limit, message=message, **filters
+            )
+    if preview:
+        if as_json:
+            _print_json(shown)
+            return
+        skipped = ", ".join(f"{n} {why}" for why, n in sorted(shown.skipped_reasons.items()))
+        exists = " (this version exists already)" if shown.exists else ""
+        typer.echo(
+            f"{shown.count} datapoints from {shown.matched} matching logs"
+            + (f"; skipped {skipped}" if skipped else "")
+            + f". Version {shown.version or '-'}{exists}; a fine-tune would train on "
+            f"{shown.train} and hold out {shown.held_out}."
+        )
+        for point in shown.sample:
+            typer.echo(
+                f"  {point.key}  {json.dumps(point.inputs or point.messages)[:60]} -> "
+                f"{json.dumps(point.target)[:60]}  ({point.source} {point.log_id})"
+            )
+        return
+    _emit(
+        [saved],
+        as_json,
+        lambda v: (
+            f"{'created  ' if v.created else 'unchanged'}  {v.id}  {v.dataset} "
+            f"({v.count} datapoints, {v.skipped} logs skipped)"
+        ),
+    )
+
+
 @datasets_app.command("list")
 def datasets_list(
     prefix: Annotated[str | None, typer.Option(help="Only datasets under this folder.")] = None,

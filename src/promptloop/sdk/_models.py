@@ -370,6 +370,35 @@ class DatasetFromLogs(SavedDatasetVersion):
     skipped_reasons: dict[str, int] = Field(default_factory=dict)
 
 
+class DatapointPreview(_Result):
+    """A datapoint as a version from logs would store it: `source` "correction" where a
+    person's correction replaced the output, "log" elsewhere; `log_id` the log it came from."""
+
+    key: str
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    messages: list[dict[str, Any]] | None = None
+    target: Any = None
+    source: str = "log"
+    log_id: str | None = None
+
+
+class DatasetPreview(_Result):
+    """What `datasets.from_logs` would save: `count` datapoints (`train` and `held_out` as a
+    fine-tune would split them), the first of them in `sample`, the `matched` logs and those
+    `skipped` (by reason in `skipped_reasons`), the `version` id it would have and whether the
+    named dataset holds it already (`exists`)."""
+
+    count: int
+    matched: int
+    skipped: int = 0
+    skipped_reasons: dict[str, int] = Field(default_factory=dict)
+    version: str | None = None
+    exists: bool = False
+    train: int = 0
+    held_out: int = 0
+    sample: list[DatapointPreview] = Field(default_factory=list)
+
+
 class Datapoint(_Result):
     """One example: the `inputs` a prompt renders with (or chat `messages`) and what a good
     answer is (`target`). `key` hashes its content, so it is the same in every version that

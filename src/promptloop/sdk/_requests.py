@@ -24,6 +24,7 @@ from promptloop.sdk._models import (
     DatapointComparison,
     Dataset,
     DatasetFromLogs,
+    DatasetPreview,
     DatasetVersion,
     DeploymentEvent,
     Diff,
@@ -363,12 +364,15 @@ class LogCalls:
         trace_id: str | None = None,
         metadata: Mapping[str, str] | None = None,
         feedback: str | Sequence[str] | None = None,
+        judgment: str | Sequence[str] | None = None,
     ) -> Pages[Log]:
         """Logs, newest first, that match every filter given: created at or after `since`
         and before `until` (naive datetimes are local time); `error` True for failed calls
         only, False for successful ones; `metadata` pairs that must all be present;
         `feedback` conditions that must all hold: "up" or "down" (a current vote), "any",
-        "none" (no feedback yet), or a feedback kind's name ("copied", "correction", …)."""
+        "none" (no feedback yet), or a feedback kind's name ("copied", "correction", …);
+        `judgment` evaluator judgments that must all hold, as "<evaluator><op><value>" with op
+        >=, <=, >, <, = or != ("helpful>=4", "exact=true")."""
         params: dict[str, str | builtins.list[str]] = _compact(
             prompt=prompt,
             version=version,
@@ -384,6 +388,8 @@ class LogCalls:
             params["metadata"] = [f"{key}:{value}" for key, value in metadata.items()]
         if feedback:
             params["feedback"] = [feedback] if isinstance(feedback, str) else [*feedback]
+        if judgment:
+            params["judgment"] = [judgment] if isinstance(judgment, str) else [*judgment]
         return Pages("/logs", Log, params)
 
     @staticmethod
@@ -653,7 +659,7 @@ class DatasetCalls:
     def from_logs(
         name: str,
         *,
-        target: Literal["output", "correction", "none"] = "output",
+        target: Literal["output", "correction", "corrected", "none"] = "output",
         limit: int = 1000,
         message: str | None = None,
         description: str | None = None,
@@ -667,28 +673,79 @@ class DatasetCalls:
         end_user: str | None = None,
         metadata: Mapping[str, str] | None = None,
         feedback: str | Sequence[str] | None = None,
+        judgment: str | Sequence[str] | None = None,
     ) -> Call[DatasetFromLogs]:
         """Save a version from up to `limit` logs matching every filter (as in `logs.list`):
         each log's inputs and messages, with its output as the target (`target="correction"`:
-        the text a person corrected it to, only logs with one; `"none"`: no target). Logs whose
-        content was withheld or whose call failed are skipped and counted."""
-        filters = _compact(
+        the text a person corrected it to, only logs with one; `"corrected"`: that correction
+        where there is one, else the output; `"none"`: no target). Logs whose content was
+        withheld or whose call failed, and duplicates, are skipped and counted."""
+        filters = _log_filters(
             prompt=prompt,
             version=version,
             environment=environment,
             source=source,
-            since=None if since is None else _aware(since).isoformat(),
-            until=None if until is None else _aware(until).isoformat(),
+            since=since,
+            until=until,
             error=error,
             end_user=end_user,
-            metadata=None if metadata is None else dict(metadata),
-            feedback=None if feedback is None else _strings(feedback),
+            metadata=metadata,
+            feedback=feedback,
+            judgment=judgment,
         )
         body = _compact(
             filters=filters, target=target, limit=limit, message=message, description=description
         )
         url = _dataset_url(name, "from-logs")
         return Call("POST", url, DatasetFromLogs.model_validate, json=body)
+
+    @staticmethod
+    def preview(
+        *,
+        name: str | None = None,
+        target: Literal["output", "correction", "corrected", "none"] = "output",
+        limit: int = 1000,
+        sample: int = 5,
+        held_out_fraction: float = 0.2,
+        prompt: str | None = None,
+        version: str | None = None,
+        environment: str | None = None,
+        source: Source | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        error: bool | None = None,
+        end_user: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        feedback: str | Sequence[str] | None = None,
+        judgment: str | Sequence[str] | None = None,
+    ) -> Call[DatasetPreview]:
+        """What `from_logs` would save with the same arguments, saving nothing: the count, the
+        first `sample` datapoints as they would be stored (corrections in place of outputs,
+        duplicates dropped), the logs skipped by reason, the version id it would have (with
+        `name`: whether that dataset holds it already), and how a fine-tune holding out
+        `held_out_fraction` would split it."""
+        filters = _log_filters(
+            prompt=prompt,
+            version=version,
+            environment=environment,
+            source=source,
+            since=since,
+            until=until,
+            error=error,
+            end_user=end_user,
+            metadata=metadata,
+            feedback=feedback,
+            judgment=judgment,
+        )
+        body = _compact(
+            filters=filters,
+            target=target,
+            limit=limit,
+            name=name,
+            sample=sample,
+            held_out_fraction=held_out_fraction,
+        )
+        return Call("POST", "/datasets/-/preview", DatasetPreview.model_validate, json=body)
 
     @staticmethod
     def list(*, prefix: str | None = None) -> Pages[Dataset]:
@@ -996,3 +1053,33 @@ def _list_of(model: type[M]) -> Callable[[Any], list[M]]:
         return [model.model_validate(item) for item in body]
 
     return read
+
+
+def _log_filters(
+    *,
+    prompt: str | None,
+    version: str | None,
+    environment: str | None,
+    source: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    error: bool | None,
+    end_user: str | None,
+    metadata: Mapping[str, str] | None,
+    feedback: str | Sequence[str] | None,
+    judgment: str | Sequence[str] | None,
+) -> Json:
+    """The log filters of `datasets.from_logs` and `datasets.preview`: the API's `filters`."""
+    return _compact(
+        prompt=prompt,
+        version=version,
+        environment=environment,
+        source=source,
+        since=None if since is None else _aware(since).isoformat(),
+        until=None if until is None else _aware(until).isoformat(),
+        error=error,
+        end_user=end_user,
+        metadata=None if metadata is None else dict(metadata),
+        feedback=None if feedback is None else _strings(feedback),
+        judgments=None if judgment is None else _strings(judgment),
+    )
