@@ -90,7 +90,7 @@ def test_the_page_opens_a_version_as_a_draft_with_its_variables(
     html = page.text
     assert "Greet {{ name }} from {{ city }}</textarea>" in html
     assert 'name="input.name"' in html and 'name="input.city"' in html
-    assert 'value="fake/fake-1"' in html and 'name="temperature" value="0.5"' in html
+    assert 'value="fake/fake-1"' in html and 'id="pg-temperature" value="0.5"' in html
     assert f"matches version {version}" in html
     assert 'value="run"' in html and "Save as new version" in html
     blank = browser.get(PAGE)
@@ -191,7 +191,10 @@ def test_missing_variables_are_field_errors_and_nothing_is_called(
     response = browser.post(PAGE, data=form)
     assert response.status_code == 400
     assert "Fill in city: the template uses it." in response.text
-    assert 'name="input.city" rows="2" class="pg-input" aria-invalid="true"' in response.text
+    assert (
+        'name="input.city" id="pg-input-1" rows="2" class="pg-input" aria-invalid="true"'
+        in response.text
+    )
     assert ">Ada</textarea>" in response.text  # what the user typed stays
     streamed = browser.post(f"{PAGE}/-/stream", data=form)
     assert streamed.status_code == 400 and "Fill in city" in streamed.text

@@ -107,7 +107,7 @@
 
   async function reshape(form, data) {
     try {
-      var response = await fetch(form.action, { method: "POST", body: data });
+      var response = await fetch(form.getAttribute("action"), { method: "POST", body: data });
       showPage(await response.text());
     } catch (error) {
       flash("The server cannot be reached.");
