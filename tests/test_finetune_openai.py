@@ -13,7 +13,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from promptloop import Client
+from promptloop.cli import main as cli_main
 from promptloop.services.finetunes import Trainer
 from tests.conftest import Server
 from tests.fake_finetuning import FakeFineTuning
@@ -168,3 +171,48 @@ def test_bad_openai_fine_tunes_are_refused_with_what_to_fix(
     member = server.client(server.key(role="member", name="member"))
     assert_error(member.post(f"{BASE}/fine-tunes", json=body), 403, "forbidden")
     assert fake.jobs == {} and client.get(f"{BASE}/fine-tunes").json()["data"] == []
+
+
+def test_the_sdk_and_the_command_line_start_follow_and_export(
+    client: TestClient, server: Server, fake: FakeFineTuning, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = _setup(client, fake)
+    key = server.key(role="developer", name="sdk")
+    with Client("http://testserver", http_client=client, api_key=key) as sdk:
+        started = sdk.fine_tunes.start(
+            "sdk-ft",
+            dataset="orders",
+            prompt="orders/extract",
+            version=body["version"],
+            method="openai",
+            base_model=BASE_MODEL,
+        )
+        seen: list[str] = []
+        done = sdk.fine_tunes.wait(
+            started.id, poll=0.05, on_progress=lambda t: seen.append(t.status)
+        )
+        assert done.status == "completed" and done.model and done.model.startswith("openai/ft:")
+        assert seen[-1] == "completed" and [t.id for t in sdk.fine_tunes.list()] == [started.id]
+        exported = sdk.fine_tunes.export("orders", "orders/extract", version=body["version"])
+        assert len(exported.decode().splitlines()) == 10
+
+    def local_client(url: str, **kwargs: Any) -> Client:
+        return Client(url, http_client=client, **kwargs)
+
+    monkeypatch.setattr(cli_main, "Client", local_client)
+    runner = CliRunner()
+    base = ["--url", "http://testserver", "--api-key", key, "fine-tunes"]
+    start = [*base, "start", "cli-ft", "--dataset", "orders", "--prompt", "orders/extract"]
+    options = ["--version", body["version"], "--method", "openai", "--base-model", BASE_MODEL]
+    ran = runner.invoke(
+        cli_main.app, [*start, *options, "--hyperparameters", '{"n_epochs": 1}', "--wait"]
+    )
+    assert ran.exit_code == 0, ran.output
+    assert " cli-ft " in ran.stdout and "completed" in ran.stdout and "openai/ft:" in ran.stdout
+    listed = runner.invoke(cli_main.app, [*base, "list"])
+    assert listed.stdout.count("completed") == 2
+    tune_id = ran.stdout.split()[0]
+    shown = runner.invoke(cli_main.app, [*base, "show", tune_id])
+    assert "train_examples" in shown.stdout
+    bad = runner.invoke(cli_main.app, [*start, "--hyperparameters", "[1]"])
+    assert bad.exit_code != 0 and "JSON object" in bad.output

@@ -91,6 +91,11 @@ eval_app = typer.Typer(
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(evaluators_app, name="evaluators")
 app.add_typer(eval_app, name="eval")
+fine_tunes_app = typer.Typer(
+    help="Fine-tuning: train a smaller model on a dataset, follow the job, export the set.",
+    no_args_is_help=True,
+)
+app.add_typer(fine_tunes_app, name="fine-tunes")
 DataDirOption = Annotated[
     Path | None,
     typer.Option(
@@ -572,7 +577,10 @@ def datasets_from_logs(
     ] = None,
     errors: Annotated[
         bool,
-        typer.Option("--errors/--no-errors", help="Failed calls are skipped either way."),
+        typer.Option(
+            "--errors/--no-errors",
+            help="Match failed calls too: they are still left out, and counted as skipped.",
+        ),
     ] = False,
     target: Annotated[
         Target, typer.Option(help="output, correction, corrected (fine-tuning) or none.")
@@ -666,6 +674,161 @@ def datasets_download(
         if output is not None:
             output.write_bytes(data)
     if output is None:
+        sys.stdout.write(data.decode())
+
+
+class Method(StrEnum):
+    lora = "lora"
+    openai = "openai"
+
+
+def _tune_line(tune: Any) -> str:
+    progress = tune.progress or {}
+    step = (
+        f"step {progress.get('step')}/{progress.get('total_steps')}"
+        if progress.get("total_steps")
+        else ""
+    )
+    loss = f" loss {progress['loss']:.4g}" if progress.get("loss") is not None else ""
+    return f"{tune.id}  {tune.name:<20} {tune.method:<6} {tune.status:<9} {step}{loss}  " + (
+        tune.model or "-"
+    )
+
+
+@fine_tunes_app.command("start")
+def fine_tunes_start(
+    name: Annotated[str, typer.Argument(help="The job's name, e.g. orders-small.")],
+    dataset: Annotated[str, typer.Option(help="The dataset to learn from.")],
+    prompt: Annotated[str, typer.Option(help="The chat prompt that renders each datapoint.")],
+    dataset_version: Annotated[
+        str | None, typer.Option("--dataset-version", help="Its version [default: latest].")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option(help="The prompt version [default: production's].")
+    ] = None,
+    method: Annotated[
+        Method, typer.Option(help="lora (the local model) or openai (OpenAI's API).")
+    ] = Method.lora,
+    base_model: Annotated[
+        str | None,
+        typer.Option(help="local/smollm2-135m, or openai/<model> for --method openai."),
+    ] = None,
+    hyperparameters: Annotated[
+        str | None, typer.Option(help="JSON, e.g. '{\"max_steps\": 60}'.")
+    ] = None,
+    held_out: Annotated[
+        float | None, typer.Option("--held-out", help="Share held out [default: 0.2].")
+    ] = None,
+    evaluator: Annotated[
+        list[str] | None,
+        typer.Option(help="Repeatable: evaluate the result on the held-out data with it."),
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Wait until it has finished.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Start a fine-tuning job (developers and admins)."""
+    try:
+        parsed = json.loads(hyperparameters) if hyperparameters else None
+    except ValueError as exc:
+        _fail(f"--hyperparameters is not JSON: {exc}.")
+    if parsed is not None and not isinstance(parsed, dict):
+        _fail("--hyperparameters must be a JSON object, e.g. '{\"max_steps\": 60}'.")
+    with _client(timeout=120) as client:
+        tune = client.fine_tunes.start(
+            name,
+            dataset=dataset,
+            prompt=prompt,
+            dataset_version=dataset_version,
+            version=version,
+            method=method.value,
+            base_model=base_model,
+            hyperparameters=parsed,
+            held_out_fraction=held_out,
+            evaluators=evaluator or (),
+        )
+        if wait:
+            tune = client.fine_tunes.wait(
+                tune.id, on_progress=lambda t: typer.echo(_tune_line(t), err=True)
+            )
+    _emit([tune], as_json, _tune_line)
+    if tune.status == "failed":
+        raise typer.Exit(1)
+
+
+@fine_tunes_app.command("list")
+def fine_tunes_list(as_json: JsonOption = False) -> None:
+    """The project's fine-tuning jobs, newest first, with their progress and model."""
+    with _client() as client:
+        found = list(client.fine_tunes.list())
+    _emit(found, as_json, _tune_line)
+
+
+@fine_tunes_app.command("show")
+def fine_tunes_show(
+    tune_id: Annotated[str, typer.Argument(help="The job's id.")],
+    wait: Annotated[bool, typer.Option(help="Wait until it has finished.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """One job: status, progress (step, loss, elapsed, remaining), and once done its model
+    and metrics."""
+    with _client() as client:
+        tune = (
+            client.fine_tunes.wait(
+                tune_id, on_progress=lambda t: typer.echo(_tune_line(t), err=True)
+            )
+            if wait
+            else client.fine_tunes.get(tune_id)
+        )
+    if as_json:
+        _print_json(tune)
+        return
+    typer.echo(_tune_line(tune))
+    progress = tune.progress or {}
+    if progress.get("elapsed_s") is not None:
+        typer.echo(
+            f"  elapsed {progress['elapsed_s']} s, remaining {progress.get('remaining_s', '?')} s"
+        )
+    if tune.metrics:
+        typer.echo("  " + ", ".join(f"{k} {v}" for k, v in tune.metrics.items() if v is not None))
+    if tune.evaluation:
+        typer.echo(f"  evaluation run {tune.evaluation}")
+    if tune.error:
+        typer.echo(f"  error: {tune.error}")
+
+
+@fine_tunes_app.command("cancel")
+def fine_tunes_cancel(
+    tune_id: Annotated[str, typer.Argument(help="The job's id.")], as_json: JsonOption = False
+) -> None:
+    """Cancel a job (an OpenAI job is cancelled at OpenAI too)."""
+    with _client() as client:
+        tune = client.fine_tunes.cancel(tune_id)
+    _emit([tune], as_json, _tune_line)
+
+
+@fine_tunes_app.command("export")
+def fine_tunes_export(
+    dataset: Annotated[str, typer.Option(help="The dataset.")],
+    prompt: Annotated[str, typer.Option(help="The chat prompt that renders each datapoint.")],
+    dataset_version: Annotated[
+        str | None, typer.Option("--dataset-version", help="Its version [default: latest].")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option(help="The prompt version [default: production's].")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here [default: stdout].")
+    ] = None,
+) -> None:
+    """A dataset version as OpenAI chat fine-tuning JSONL (plain JSONL with provenance:
+    `datasets download`)."""
+    with _client(timeout=300) as client:
+        data = client.fine_tunes.export(
+            dataset, prompt, dataset_version=dataset_version, version=version
+        )
+    if output is not None:
+        output.write_bytes(data)
+    else:
         sys.stdout.write(data.decode())
 
 

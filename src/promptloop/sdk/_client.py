@@ -27,6 +27,7 @@ from promptloop.sdk._resources import (
     AsyncEvaluations,
     AsyncEvaluators,
     AsyncFeedbackResource,
+    AsyncFineTunes,
     AsyncLogs,
     AsyncProjects,
     AsyncPrompts,
@@ -35,6 +36,7 @@ from promptloop.sdk._resources import (
     Evaluations,
     Evaluators,
     FeedbackResource,
+    FineTunes,
     Logs,
     Projects,
     Prompts,
@@ -268,6 +270,7 @@ class Client:
         self.datasets = Datasets(self)
         self.evaluators = Evaluators(self)
         self.evaluations = Evaluations(self)
+        self.fine_tunes = FineTunes(self)
 
     def health(self) -> Health:
         """Check that the server and its database answer."""
@@ -379,6 +382,7 @@ class AsyncClient:
         self.datasets = AsyncDatasets(self)
         self.evaluators = AsyncEvaluators(self)
         self.evaluations = AsyncEvaluations(self)
+        self.fine_tunes = AsyncFineTunes(self)
 
     async def health(self) -> Health:
         """Check that the server and its database answer."""

@@ -399,6 +399,35 @@ class DatasetPreview(_Result):
     sample: list[DatapointPreview] = Field(default_factory=list)
 
 
+class FineTune(_Result):
+    """A fine-tuning job: `method` "lora" (the local model) or "openai" (OpenAI's fine-tuning
+    API); `progress` holds step, total_steps, loss, elapsed_s and remaining_s while it runs;
+    once completed, `model` is what to call it (`local/<project>/<name>`, or the `openai/ft:…`
+    model OpenAI made), `metrics` its training and held-out loss, and `evaluation` the id of
+    its evaluation run against production on the held-out datapoints."""
+
+    id: str
+    name: str = ""
+    model: str | None = None
+    status: str
+    method: str
+    base_model: str
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    held_out_fraction: float
+    evaluators: list[str] = Field(default_factory=list)
+    progress: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] | None = None
+    evaluation: str | None = None
+    error: str | None = None
+    created_by: str
+    created_at: datetime
+    finished_at: datetime | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "failed", "cancelled")
+
+
 class Datapoint(_Result):
     """One example: the `inputs` a prompt renders with (or chat `messages`) and what a good
     answer is (`target`). `key` hashes its content, so it is the same in every version that

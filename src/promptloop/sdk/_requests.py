@@ -37,6 +37,7 @@ from promptloop.sdk._models import (
     FeedbackStats,
     FeedbackToken,
     FeedbackValue,
+    FineTune,
     Health,
     LocalPlan,
     Log,
@@ -1083,3 +1084,83 @@ def _log_filters(
         feedback=None if feedback is None else _strings(feedback),
         judgments=None if judgment is None else _strings(judgment),
     )
+
+
+class FineTuneCalls:
+    """Calls on `/fine-tunes`: train a model on a dataset, follow it, export its set."""
+
+    @staticmethod
+    def start(
+        name: str,
+        *,
+        dataset: str,
+        prompt: str,
+        dataset_version: str | None = None,
+        version: str | None = None,
+        environment: str | None = None,
+        method: Literal["lora", "openai"] = "lora",
+        base_model: str | None = None,
+        hyperparameters: Mapping[str, Any] | None = None,
+        held_out_fraction: float | None = None,
+        evaluators: Sequence[str] = (),
+    ) -> Call[FineTune]:
+        """Start a fine-tuning job (developers and admins): each datapoint of `dataset` rendered
+        through `prompt`'s version (the one production serves, or `version` / `environment`)
+        and answered with its target. `method="lora"` trains the local model in a worker;
+        `"openai"` uses OpenAI's fine-tuning API with the project's openai key and a
+        `base_model` like "openai/gpt-4o-mini-2024-07-18". With `evaluators`, the result is
+        evaluated against production on the held-out datapoints."""
+        body = _compact(
+            name=name,
+            dataset=dataset,
+            prompt=prompt,
+            dataset_version=dataset_version,
+            version=version,
+            environment=environment,
+            method=method,
+            base_model=base_model,
+            hyperparameters=None if hyperparameters is None else dict(hyperparameters),
+            held_out_fraction=held_out_fraction,
+            evaluators=[*evaluators],
+        )
+        return Call("POST", "/fine-tunes", FineTune.model_validate, json=body)
+
+    @staticmethod
+    def get(tune_id: str) -> Call[FineTune]:
+        """A fine-tuning job: its status, progress, and once done its model and metrics."""
+        return Call("GET", _tune_url(tune_id), FineTune.model_validate)
+
+    @staticmethod
+    def list() -> Pages[FineTune]:
+        """The project's fine-tuning jobs, newest first."""
+        return Pages("/fine-tunes", FineTune)
+
+    @staticmethod
+    def cancel(tune_id: str) -> Call[FineTune]:
+        """Stop a job (between two steps; an OpenAI job is cancelled at OpenAI too)."""
+        return Call("POST", _tune_url(tune_id, "cancel"), FineTune.model_validate)
+
+    @staticmethod
+    def export(
+        dataset: str,
+        prompt: str,
+        *,
+        dataset_version: str | None = None,
+        version: str | None = None,
+        environment: str | None = None,
+    ) -> Call[bytes]:
+        """A dataset version in OpenAI's chat fine-tuning format (JSON lines of
+        `{"messages": [...]}`), each datapoint rendered through the prompt version. The plain
+        JSON lines of the datapoints, with their provenance, are `datasets.download`."""
+        params = _compact(
+            dataset=dataset,
+            prompt=prompt,
+            dataset_version=dataset_version,
+            version=version,
+            environment=environment,
+        )
+        return Call("GET", "/fine-tunes/-/export", bytes, params=params, raw=True)
+
+
+def _tune_url(tune_id: str, *sub: str) -> str:
+    return "/".join(["/fine-tunes", quote(tune_id, safe=""), *sub])

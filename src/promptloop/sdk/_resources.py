@@ -32,7 +32,7 @@ from pydantic import BaseModel
 
 from promptloop.sdk._errors import PromptloopError
 from promptloop.sdk._log_queue import LogQueue
-from promptloop.sdk._models import CallResult, EvaluationRun, RunDatapoint
+from promptloop.sdk._models import CallResult, EvaluationRun, FineTune, RunDatapoint
 from promptloop.sdk._requests import (
     Call,
     DatasetCalls,
@@ -40,6 +40,7 @@ from promptloop.sdk._requests import (
     EvaluationCalls,
     EvaluatorCalls,
     FeedbackCalls,
+    FineTuneCalls,
     Json,
     LogCalls,
     Pages,
@@ -544,3 +545,77 @@ class AsyncEvaluations(AsyncResource):
                 await self._client._send(EvaluationCalls.cancel(started.id))
             raise
         return await self.wait(started.id, timeout=timeout, poll=poll)
+
+
+class FineTunes(SyncResource):
+    """`client.fine_tunes`: train a smaller model on a dataset (LoRA on the local model, or
+    OpenAI's fine-tuning API), follow the job, and export the training set."""
+
+    start = _sync(FineTuneCalls.start)
+    get = _sync(FineTuneCalls.get)
+    list = _sync_pages(FineTuneCalls.list)
+    cancel = _sync(FineTuneCalls.cancel)
+    export = _sync(FineTuneCalls.export)
+
+    def wait(
+        self,
+        tune_id: str,
+        *,
+        timeout: float | None = None,
+        poll: float = 2.0,
+        on_progress: Callable[[FineTune], object] | None = None,
+    ) -> FineTune:
+        """Wait until the job completed, failed or was cancelled, and return it, asking every
+        `poll` seconds (each answer goes to `on_progress`); TimeoutError after `timeout`
+        seconds, with the job left running."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            tune = self._client._send(FineTuneCalls.get(tune_id))
+            if on_progress is not None:
+                on_progress(tune)
+            if tune.finished:
+                return tune
+            time.sleep(_pause(tune, end, poll, timeout))
+
+
+class AsyncFineTunes(AsyncResource):
+    """`client.fine_tunes` of `AsyncClient`; methods as in `FineTunes`, awaitable."""
+
+    start = _async(FineTuneCalls.start)
+    get = _async(FineTuneCalls.get)
+    list = _async_pages(FineTuneCalls.list)
+    cancel = _async(FineTuneCalls.cancel)
+    export = _async(FineTuneCalls.export)
+
+    async def wait(
+        self,
+        tune_id: str,
+        *,
+        timeout: float | None = None,
+        poll: float = 2.0,
+        on_progress: Callable[[FineTune], object] | None = None,
+    ) -> FineTune:
+        """As `FineTunes.wait`, sleeping without blocking the event loop."""
+        end = None if timeout is None else time.monotonic() + timeout
+        while True:
+            tune = await self._client._send(FineTuneCalls.get(tune_id))
+            if on_progress is not None:
+                on_progress(tune)
+            if tune.finished:
+                return tune
+            await asyncio.sleep(_pause(tune, end, poll, timeout))
+
+
+def _pause(tune: FineTune, end: float | None, poll: float, timeout: float | None) -> float:
+    if poll <= 0:
+        raise ValueError(f"poll must be a positive number of seconds, got {poll}")
+    if end is None:
+        return poll
+    left = end - time.monotonic()
+    if left <= 0:
+        step, total = tune.progress.get("step", "?"), tune.progress.get("total_steps", "?")
+        raise TimeoutError(
+            f"Fine-tune {tune.id} is still {tune.status} (step {step}/{total}) after "
+            f"{timeout:g} s; wait for it again, or cancel it."
+        )
+    return min(poll, left)
