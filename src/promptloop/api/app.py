@@ -61,7 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if token:
             _announce_first_admin(urls.sign_in_link(settings.base_url(), token))
         if settings.demo:
-            demo.seed_on_start(runtime.db)  # quick; the slow part is a job (docs/demo.md)
+            # Quick; the slow part is a job (docs/demo.md).
+            demo.seed_on_start(runtime.db, url=settings.base_url())
         app.state.db = runtime.db
         app.state.secret_box = runtime.secret_box
         app.state.logger = runtime.logger

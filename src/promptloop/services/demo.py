@@ -36,7 +36,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from promptloop.core.access import SYSTEM, Actor, Role
+from promptloop.core.access import Actor, Role
 from promptloop.core.datapoints import DatapointSpec
 from promptloop.core.errors import NotFound
 from promptloop.core.kernel import Kernel
@@ -75,8 +75,15 @@ SYNTHETIC = "synthetic"
 
 # The people of the demo team (authors, reviewers); nobody signs in as them.
 SAM, MARIA, LEE = "sam@demo.example", "maria@demo.example", "lee@demo.example"
+
+
+def _person(email: str) -> Actor:
+    """A member of the demo team, acting in the seed (a system actor with their name)."""
+    return Actor(kind="system", id=None, name=email, role=Role.developer)
+
+
 _APP = Actor(kind="api_key", id=None, name="orders-app (demo)", role=Role.member)
-_REVIEWER = Actor(kind="system", id=None, name=MARIA, role=Role.developer)
+_REVIEWER = _person(MARIA)
 
 FIELDS_CORRECT = '''import json
 
@@ -116,7 +123,7 @@ DEFAULT_PLAN = Plan()
 # Start-up ------------------------------------------------------------------------------------
 
 
-def seed_on_start(db: Database, plan: Plan | None = None) -> bool:
+def seed_on_start(db: Database, *, url: str | None = None, plan: Plan | None = None) -> bool:
     """Create the demo project's quick parts and queue the slow ones, unless the project has
     prompts already. Never raises: a failure is logged and the server starts all the same.
     True when it seeded."""
@@ -131,10 +138,11 @@ def seed_on_start(db: Database, plan: Plan | None = None) -> bool:
     if seeded:
         logger.info(
             "Demo: project %r seeded in %.2f s (prompts, deployments, evaluators, dataset); "
-            "its logs, fine-tune and evaluations follow in the background job %r",
+            "its logs, fine-tune and evaluations follow in the background job %r. Open %s",
             PROJECT,
             time.perf_counter() - started,
             JOB_KIND,
+            f"{url or ''}/p/{PROJECT}/prompts",
         )
     return seeded
 
@@ -264,7 +272,7 @@ def _prompts(session: Session, project: Project) -> dict[str, str]:
     for path, name, author, message, kernel in history:
         saved = prompts.save_version(
             session,
-            actor=SYSTEM,
+            actor=_person(author),
             project=project,
             path=path,
             kernel=kernel,
@@ -283,24 +291,24 @@ def _prompts(session: Session, project: Project) -> dict[str, str]:
 
 def _deploy(session: Session, project: Project, ids: dict[str, str]) -> None:
     moves = [
-        (PROMPT, "draft", "development", "Try the draft."),
-        (PROMPT, "fields", "development", None),
-        (PROMPT, "fields", "staging", "Field list reviewed."),
-        (PROMPT, "short", "development", None),
-        (PROMPT, "short", "staging", "Shorter answers: faster."),
-        (PROMPT, "short", "production", "Ship the 32-token cap."),
-        (REPLY_PROMPT, "reply-v1", "development", None),
-        (REPLY_PROMPT, "reply-v2", "development", "Sign with the shop's name."),
-        (REPLY_PROMPT, "reply-v1", "production", None),
+        (PROMPT, "draft", "development", SAM, "Try the draft."),
+        (PROMPT, "fields", "development", MARIA, None),
+        (PROMPT, "fields", "staging", MARIA, "Field list reviewed."),
+        (PROMPT, "short", "development", LEE, None),
+        (PROMPT, "short", "staging", LEE, "Shorter answers: faster."),
+        (PROMPT, "short", "production", MARIA, "Ship the 32-token cap."),
+        (REPLY_PROMPT, "reply-v1", "development", SAM, None),
+        (REPLY_PROMPT, "reply-v2", "development", MARIA, "Sign with the shop's name."),
+        (REPLY_PROMPT, "reply-v1", "production", MARIA, None),
     ]
-    for path, name, environment, message in moves:
+    for path, name, environment, who, message in moves:
         deployments.deploy(
             session,
             project=project,
             path=path,
             version=ids[name],
             environment=environment,
-            actor=SYSTEM,
+            actor=_person(who),
             message=message,
         )
 
