@@ -166,7 +166,7 @@ def test_from_logs_previews_the_filter_then_saves_with_provenance(
         ({"q": "one"}, "One.", first),
     ]
     page = browser.get(saved.headers["location"])
-    assert f"/p/default/logs/{first}" in page.text and "1 matching logs were skipped" in page.text
+    assert f"/p/default/logs/{first}" in page.text and "1 matching log was left out" in page.text
 
     nothing = browser.post(
         f"{UI}/-/new",

@@ -128,6 +128,10 @@ def test_code_evaluators_are_for_developers(client: TestClient, server: Server) 
     body = {"kind": "code", "returns": "boolean", "source": code}
     developer = member(client, server, "developer")
     assert 'value="code"' in developer.get(f"{UI}/-/new").text
+    logged = client.post(f"{BASE}/logs", json={"inputs": {}, "output": "Short."})
+    tried = post(developer, f"{UI}/-/try", name="short", **body, try_log=logged.json()["id"])
+    assert tried.status_code == 200 and "<strong>true</strong>" in tried.text
+    assert saved_evaluators(client) == {}
     assert post(developer, f"{UI}/-/new", name="short", **body).status_code == 303
     assert saved_evaluators(client)["short"]["kind"] == "code"
 
@@ -137,6 +141,8 @@ def test_code_evaluators_are_for_developers(client: TestClient, server: Server) 
     assert 'name="source"' not in page.text
     refused = post(member_browser, f"{UI}/-/new", name="sneaky", **body)
     assert refused.status_code == 403 and "developer" in refused.text
+    not_tried = post(member_browser, f"{UI}/-/try", **body, try_log=logged.json()["id"])
+    assert not_tried.status_code == 403
     assert "sneaky" not in saved_evaluators(client)
     builtin = post(
         member_browser, f"{UI}/-/new", name="exact", kind="builtin", builtin="exact_match"
