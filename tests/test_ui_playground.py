@@ -93,8 +93,9 @@ def test_the_page_opens_a_version_as_a_draft_with_its_variables(
     assert 'value="fake/fake-1"' in html and 'id="pg-temperature" value="0.5"' in html
     assert f"matches version {version}" in html
     assert 'value="run"' in html and "Save as new version" in html
-    blank = browser.get(PAGE)
+    blank = browser.get(PAGE, params={"model": "fake/tuned-1"})
     assert blank.status_code == 200 and "A blank draft" in blank.text
+    assert 'value="fake/tuned-1"' in blank.text
     missing = browser.get(PAGE, params={"prompt": "pg/none"})
     assert missing.status_code == 404
 

@@ -48,9 +48,8 @@ def _save_prompt(ui: UiServer, path: str, content: str) -> str:
 def test_run_a_prompt_and_follow_its_log(ui: UiServer, admin_page: Any) -> None:
     page = admin_page
     version = _save_prompt(ui, "browser-pg/greet", "Say hello to {{ name }}.")
-    page.goto(ui.path("/p/default/playground"))
-    page.get_by_label("Prompt", exact=True).select_option("browser-pg/greet")
-    page.get_by_role("button", name="Open", exact=True).click()
+    page.goto(ui.path("/p/default/prompts/browser-pg/greet"))
+    page.get_by_role("link", name="Try in playground").click()
     expect(page.get_by_text(f"matches version {version}")).to_be_visible()
     expect(page.get_by_label("Message 1", exact=True)).to_have_value("Say hello to {{ name }}.")
 
@@ -82,7 +81,9 @@ def test_run_a_prompt_and_follow_its_log(ui: UiServer, admin_page: Any) -> None:
 def test_missing_variable_and_a_failing_column(ui: UiServer, admin_page: Any) -> None:
     page = admin_page
     _save_prompt(ui, "browser-pg/topic", "One word about {{ topic }}.")
-    page.goto(ui.path("/p/default/playground?prompt=browser-pg/topic"))
+    page.goto(ui.path("/p/default/playground"))
+    page.get_by_label("Prompt", exact=True).select_option("browser-pg/topic")
+    page.get_by_role("button", name="Open", exact=True).click()
     page.get_by_role("button", name="Run", exact=True).click()
     expect(page.get_by_text("Fill in topic: the template uses it.")).to_be_visible()
     expect(page.get_by_label("topic", exact=True)).to_have_attribute("aria-invalid", "true")

@@ -112,8 +112,11 @@ def playground_page(
     project: str,
     prompt: str | None = None,
     version: str | None = None,
+    model: str | None = None,
     saved: str | None = None,
 ) -> Response:
+    """`?prompt=PATH&version=ID` opens that version (the latest without an id) as the draft;
+    `?model=provider/model` runs the draft on that model (a fine-tuned one, say)."""
     with open_page(request, db, project=project) as page:
         draft = Draft()
         if prompt:
@@ -121,6 +124,8 @@ def playground_page(
                 page.session, project=page.require_project(), path=prompt, version=version or None
             )
             draft = _draft_of(prompts.kernel_of(found), prompt=prompt, version=found.version_id)
+        if model:
+            draft.model = model.strip()[:300]
         message = None
         if saved == "created":
             message = f"Saved as version {draft.version} of {draft.prompt}."
