@@ -415,9 +415,14 @@ def cancel_run(
         run = evaluations.cancel_run(
             page.session, actor=page.require_actor(), project=page.require_project(), uid=run_id
         )
-        target = page.url(f"/evaluations/{run.uid}")
+        if page.htmx:  # the run's body in place: cancelled, or still stopping (and polling)
+            page.session.flush()
+            context = _run_context(page, run.uid, None, None, COMPARISON_ROWS)
+            response: Response = page.render("evaluations/_run_body.html", **context)
+        else:
+            response = page.redirect(page.url(f"/evaluations/{run.uid}"))
     request.app.state.wake_worker()
-    return page.redirect(target)
+    return response
 
 
 def _run_context(
