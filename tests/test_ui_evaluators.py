@@ -9,6 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from tests.conftest import Server
+from tests.fakes import FakeProvider, registered
 from tests.helpers import BASE, save
 
 UI = "/p/default/evaluators"
@@ -198,3 +199,26 @@ def test_try_a_draft_on_a_log_stores_nothing(client: TestClient, server: Server)
     assert saved_evaluators(client) == {}
     runs = client.get(f"{BASE}/evaluations")
     assert runs.status_code == 200 and runs.json()["data"] == []
+
+
+def test_an_llm_judge_is_tried_then_saved_pinned_to_its_prompt_version(
+    client: TestClient, server: Server
+) -> None:
+    judge_version = save(client, "ui/judge", "Judge {{ output }}", provider="fake", model="j")["id"]
+    logged = client.post(f"{BASE}/logs", json={"inputs": {"q": "hi"}, "output": "Hello!"})
+    browser = server.browser()
+    draft = {"kind": "llm", "returns": "boolean", "judge_prompt": "ui/judge", "name": "polite"}
+    with registered(FakeProvider(respond=lambda _: "Friendly greeting. Verdict: PASS")) as fake:
+        tried = post(browser, f"{UI}/-/try", **draft, try_log=logged.json()["id"])
+    assert tried.status_code == 200, tried.text
+    assert "<strong>true</strong>" in tried.text and "Friendly greeting" in tried.text
+    assert "Judge Hello!" in str(fake.requests[0][0].messages)
+    assert saved_evaluators(client) == {}
+    created = post(browser, f"{UI}/-/new", **draft)
+    assert created.status_code == 303, created.text
+    assert saved_evaluators(client)["polite"]["spec"]["judge"] == {
+        "prompt": "ui/judge",
+        "version": judge_version,
+    }
+    page = browser.get(created.headers["location"])
+    assert f'name="judge_version" value="{judge_version}"' in page.text
