@@ -2064,6 +2064,7 @@ def route_sample(method: str, route: str, w: World) -> tuple[str, Any]:
         ("POST", f"{BASE}/logs/{{log_id}}/feedback"): {"name": "rating", "value": "down"},
         ("POST", f"{DATASET_ROUTE}/-/versions"): {"datapoints": [{"inputs": {"x": "guess"}}]},
         ("POST", f"{DATASET_ROUTE}/-/from-logs"): {},
+        ("POST", f"{BASE}/datasets/-/preview"): {"filters": {"prompt": B_PATH}},
         ("POST", EVALUATOR_VERSIONS): {"kind": "builtin", "builtin": "contains"},
         ("POST", f"{BASE}/evaluators/-/try"): {"log_id": B_LOG, "evaluator": B_EVALUATOR},
         ("POST", f"{BASE}/evaluations"): {

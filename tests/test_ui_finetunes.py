@@ -164,7 +164,7 @@ def test_cancel_with_confirmation_and_roles(
         time.sleep(0.05)
     running = browser.get(f"{UI}/{tune['id']}").text
     assert 'hx-trigger="every 2s"' in running and "Cancel fine-tune" in running
-    assert 'data-confirm="Cancel fine-tune orders-ui?' in running
+    assert 'hx-confirm="Cancel fine-tune orders-ui?' in running
 
     email = "member-ft@example.com"
     added = client.post(f"{BASE}/members", json={"email": email, "role": "member"})
