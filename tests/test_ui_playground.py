@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from html import unescape as html_unescape
 from typing import Any
 
 import pytest
@@ -31,8 +32,8 @@ KERNEL = {
 def _answer(request: ChatRequest) -> str:
     if request.model == "broken":
         raise ProviderError("invalid API key", status=401, kind="authentication")
-    assert request.messages is not None
-    return f"{request.model} says {request.messages[-1]['content']}"
+    said = request.messages[-1]["content"] if request.messages else request.prompt
+    return f"{request.model} says {said}"
 
 
 @pytest.fixture
@@ -270,3 +271,53 @@ def test_viewers_see_no_run_or_save_and_the_server_refuses(
     assert viewer.post(f"{PAGE}/-/save", data=form).status_code == 403
     assert fake.requests == [] and _logs(client, prompt="pg/viewer") == []
     assert len(client.get(f"{BASE}/prompts/pg/viewer/-/versions").json()["data"]) == 1
+
+
+def test_settings_the_form_does_not_edit_are_kept_and_completion_templates_run(
+    fake: FakeProvider, browser: TestClient, client: TestClient
+) -> None:
+    kernel = {
+        **KERNEL,
+        "parameters": {"temperature": 0.2, "stop": ["END"], "extras": {"top_k": 5}},
+        "tools": [{"type": "function", "function": {"name": "lookup"}}],
+    }
+    version = _save(client, "pg/kept", kernel)
+    page = browser.get(PAGE, params={"prompt": "pg/kept"})
+    assert f"matches version {version}" in page.text and "kept as they are" in page.text
+    kept = re.search(r'name="kept" value="([^"]*)"', page.text)
+    assert kept is not None
+    form = _form(browser, "pg/kept", temperature="0.2", kept=html_unescape(kept.group(1)))
+    assert browser.post(PAGE, data=form).status_code == 200
+    [log] = _logs(client, prompt="pg/kept")
+    assert log["version"] == version  # the same content: tools and options survived the form
+    request, _ = fake.requests[-1]
+    assert request.parameters.stop == ["END"] and request.tools[0]["function"]["name"] == "lookup"
+
+    completion = {"provider": "fake", "model": "fake-1", "template": "Complete: {{ text }}"}
+    version = _save(client, "pg/completion", completion)
+    page = browser.get(PAGE, params={"prompt": "pg/completion"})
+    assert "Complete: {{ text }}</textarea>" in page.text and 'name="input.text"' in page.text
+    form = {
+        "csrf_token": browser.headers["X-CSRF-Token"],
+        "prompt": "pg/completion",
+        "kept": "{}",
+        "model": "fake/fake-1",
+        "template": "Complete: {{ text }}",
+        "input.text": "the sky is",
+        "action": "run",
+    }
+    response = browser.post(PAGE, data=form)
+    assert response.status_code == 200, response.text
+    [log] = _logs(client, prompt="pg/completion")
+    assert log["version"] == version and fake.requests[-1][0].prompt == "Complete: the sky is"
+
+
+def test_saving_to_a_bad_path_is_a_field_error_and_saves_nothing(
+    browser: TestClient, client: TestClient
+) -> None:
+    form = _form(browser, "", save_path="Bad Path!", commit_message="x", action="save")
+    response = browser.post(f"{PAGE}/-/save", data=form)
+    assert response.status_code == 400
+    assert 'id="pg-save-path" value="Bad Path!"' in response.text
+    assert 'aria-invalid="true"' in response.text and "field-error" in response.text
+    assert client.get(f"{BASE}/prompts").json()["data"] == []

@@ -22,7 +22,7 @@ from starlette.datastructures import FormData
 
 from promptloop.api.deps import DbDep
 from promptloop.core import templates as prompt_templates
-from promptloop.core.errors import PromptloopError, TemplateSyntaxError
+from promptloop.core.errors import InvalidInput, PromptloopError, TemplateSyntaxError
 from promptloop.core.kernel import Kernel, Message
 from promptloop.services import catalogue, playground, prompts
 from promptloop.services.calls import Caller
@@ -280,9 +280,7 @@ def _save(request: Request, db: Database, project: str, form: FormData) -> Respo
                 kernel=checked.kernel,
                 message=draft.commit_message.strip() or None,
             )
-        except PromptloopError as exc:
-            if exc.code not in ("invalid_path", "invalid_input", "template_syntax_error"):
-                raise
+        except InvalidInput as exc:  # a path that breaks the naming rules
             errors = {"save_path": exc.message}
             if page.htmx:
                 return page.render(
