@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from html.parser import HTMLParser
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -37,6 +38,45 @@ def _form(path: str = "", **overrides: Any) -> dict[str, Any]:
     }
     form.update(overrides)
     return form
+
+
+class _FormFields(HTMLParser):
+    """The fields a browser would submit from the page's editor form (no button pressed)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: list[tuple[str, str]] = []
+        self._open: tuple[str, str] | None = None  # (tag, name) of a textarea or select
+        self._text = ""
+        self._selected: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "input" and a.get("name") and a.get("type") != "search":
+            self.fields.append((a["name"], a.get("value", "")))
+        elif tag in ("textarea", "select") and a.get("name"):
+            self._open, self._text, self._selected = (tag, a["name"]), "", None
+        elif tag == "option" and self._open and ("selected" in a or self._selected is None):
+            self._selected = a.get("value", "")
+
+    def handle_data(self, data: str) -> None:
+        if self._open and self._open[0] == "textarea":
+            self._text += data
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._open and tag == self._open[0]:
+            value = self._text if tag == "textarea" else self._selected or ""
+            self.fields.append((self._open[1], value))
+            self._open = None
+
+
+def _fields_on(html: str) -> dict[str, list[str]]:
+    parser = _FormFields()
+    parser.feed(html)
+    fields: dict[str, list[str]] = {}
+    for name, value in parser.fields:
+        fields.setdefault(name, []).append(value)
+    return fields
 
 
 def _versions(client: TestClient, path: str) -> list[dict[str, Any]]:
@@ -346,3 +386,54 @@ def test_a_prompt_without_versions_opens_a_blank_form_and_saves_its_first(
     saved = browser.post(f"{P}/empty/one", data=_form(), follow_redirects=False)
     assert saved.status_code == 303 and "saved=new" in saved.headers["location"]
     assert len(_versions(client, "empty/one")) == 1
+
+
+def test_opening_a_version_and_saving_it_untouched_says_unchanged(
+    client: TestClient, server: Server
+) -> None:
+    """Every setting survives the form: a chat kernel with each parameter, tools and a stop
+    sequence holding a newline, and a completion template."""
+    chat = save(
+        client,
+        "round/chat",
+        "Use {{ tool_hint }}.\n\nThen answer {{ q }}.",
+        parameters={
+            "temperature": 0.7,
+            "max_tokens": 300,
+            "top_p": 0.9,
+            "stop": ["\n\n", "END\\n", "tab\there"],
+            "seed": 7,
+            "presence_penalty": -0.5,
+            "frequency_penalty": 1.5,
+            "response_format": {"type": "json_object"},
+            "extras": {"logprobs": True},
+        },
+        tools=[
+            {
+                "type": "function",
+                "function": {
+                    "name": "lookup",
+                    "description": "Find an order",
+                    "parameters": {"type": "object", "properties": {"id": {"type": "string"}}},
+                },
+            }
+        ],
+    )
+    completion = client.post(
+        f"{BASE}/prompts/round/completion/-/versions",
+        json={"provider": "local", "model": "smollm2-135m", "template": "Complete: {{ x }}"},
+    )
+    assert completion.status_code == 201, completion.text
+    browser = server.browser()
+    for path, version in (
+        ("round/chat", chat["id"]),
+        ("round/completion", completion.json()["id"]),
+    ):
+        page = browser.get(f"{P}/{path}")
+        fields = _fields_on(page.text)
+        assert "op" not in fields  # what a browser sends comes from the button it pressed
+        answer = browser.post(f"{P}/{path}", data={**fields, "op": "save"}, follow_redirects=False)
+        assert answer.status_code == 303, answer.text
+        assert answer.headers["location"].endswith(f"version={version}&saved=unchanged"), path
+        assert len(_versions(client, path)) == 1
+    assert "Complete: {{ x }}</textarea>" in browser.get(f"{P}/round/completion").text

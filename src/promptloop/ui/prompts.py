@@ -411,7 +411,7 @@ def _parameters(fields: EditorFields, errors: dict[str, str]) -> Parameters | No
             values[name] = kind(raw)
         except ValueError:
             errors[name] = "Enter a whole number." if kind is int else "Enter a number."
-    stop = [line for line in fields.stop.replace("\r", "").split("\n") if line]
+    stop = [_unescape(line) for line in fields.stop.replace("\r", "").split("\n") if line]
     if stop:
         values["stop"] = stop
     response_format = _json_field(fields.response_format, "response_format", dict, errors)
@@ -483,7 +483,7 @@ def _fields_of(kernel: Kernel, path: str) -> EditorFields:
         temperature=text(p.temperature),
         max_tokens=text(p.max_tokens),
         top_p=text(p.top_p),
-        stop="\n".join(p.stop or []),
+        stop="\n".join(_escape(item) for item in p.stop or []),
         seed=text(p.seed),
         presence_penalty=text(p.presence_penalty),
         frequency_penalty=text(p.frequency_penalty),
@@ -492,6 +492,29 @@ def _fields_of(kernel: Kernel, path: str) -> EditorFields:
         retrieval=as_json(kernel.retrieval),
         extras=as_json(p.extras),
     )
+
+
+# Stop sequences are edited one per line, so a newline in one is written `\n` (tab `\t`,
+# return `\r`, backslash `\\`); any other backslash stays as typed.
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+_UNESCAPES = {"\\": "\\", "n": "\n", "t": "\t", "r": "\r"}
+
+
+def _escape(text: str) -> str:
+    return "".join(_ESCAPES.get(char, char) for char in text)
+
+
+def _unescape(text: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        if text[i] == "\\" and i + 1 < len(text) and text[i + 1] in _UNESCAPES:
+            out.append(_UNESCAPES[text[i + 1]])
+            i += 2
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def _preview(fields: EditorFields) -> Preview:
