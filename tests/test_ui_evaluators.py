@@ -85,6 +85,11 @@ def test_create_a_builtin_evaluator_then_a_new_version(client: TestClient, serve
     versions = client.get(f"{BASE}/evaluators/mentions-paris/-/versions").json()
     assert len(versions) == 2 and versions[0]["spec"]["config"]["case_sensitive"] is True
     assert versions[1]["version"] == evaluator["version"]
+    first = browser.get(f"{UI}/mentions-paris?version={evaluator['version'][:6]}")
+    assert f"Showing version <code>{evaluator['version']}</code>" in first.text
+    assert 'name="cfg.contains.case_sensitive" checked' not in first.text
+    assert 'name="cfg.contains.case_sensitive" checked' in browser.get(f"{UI}/mentions-paris").text
+    assert browser.get(f"{UI}/no-such").status_code == 404
 
 
 def test_field_errors_keep_the_form_and_save_nothing(client: TestClient, server: Server) -> None:
