@@ -8,8 +8,10 @@ import uuid
 from html.parser import HTMLParser
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
+from promptloop.ui import prompts as ui_prompts
 from tests.conftest import Server
 from tests.helpers import BASE, deploy, save
 
@@ -95,7 +97,7 @@ def _serving(client: TestClient, path: str, environment: str) -> str | None:
 
 
 def test_tree_lists_prompts_by_folder_with_versions_and_deployments_and_search_narrows(
-    client: TestClient, server: Server
+    client: TestClient, server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     answer = save(client, "support/answer")
     save(client, "support/escalate", "Escalate {{ ticket }}.")
@@ -125,6 +127,11 @@ def test_tree_lists_prompts_by_folder_with_versions_and_deployments_and_search_n
     assert "<html" not in fragment.text and 'id="prompt-tree"' in fragment.text
     assert f'href="{P}/support/escalate"' in fragment.text
     assert "sales/pitch" not in fragment.text
+
+    monkeypatch.setattr(ui_prompts, "LIST_LIMIT", 2)
+    capped = browser.get(P).text
+    assert "The first 2 prompts in path order: search to narrow the list." in capped
+    assert "sales/pitch" in capped and "support/escalate" not in capped
 
 
 def test_create_edit_and_unchanged_save(client: TestClient, server: Server) -> None:

@@ -32,6 +32,7 @@ router = APIRouter(include_in_schema=False)
 
 ROLES = ("system", "user", "assistant")
 HISTORY_PAGE = 100
+LIST_LIMIT = 1000  # prompts on the list page; search narrows a longer list
 # `{{ expression }}` in a template: what the editor's preview marks as a variable.
 _EXPRESSION = re.compile(r"(\{\{.*?\}\})", re.S)
 
@@ -98,12 +99,15 @@ def prompt_list(request: Request, db: DbDep, project: str, q: str = "") -> Respo
     """Every prompt of the project as a tree of folders, with its latest version and what each
     environment serves; `q` narrows it to paths (or descriptions) that contain it."""
     with open_page(request, db, project=project) as page:
-        found = prompts.summaries(page.session, project=page.require_project(), query=q)
+        found = prompts.summaries(
+            page.session, project=page.require_project(), query=q, limit=LIST_LIMIT
+        )
         context: dict[str, Any] = {
             "section": "prompts",
             "q": q,
             "tree": _tree(found),
             "count": len(found),
+            "capped": len(found) == LIST_LIMIT,
         }
         if request.headers.get("HX-Target") == "prompt-tree":
             return page.render("prompts/_tree.html", **context)
