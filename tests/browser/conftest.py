@@ -78,8 +78,13 @@ class UiServer:
     def member(self, role: str, *, project: str = "default") -> str:
         """A new user with `role` in `project`; returns their email."""
         email = f"{role}-{uuid.uuid4().hex[:8]}@example.com"
-        with self.api() as api:
-            response = api.post(f"/projects/{project}/members", json={"email": email, "role": role})
+        key = None
+        if project != "default":
+            key = local.create_api_key(
+                self.settings, project=project, role="admin", name=f"browser-tests-{email}"
+            ).secret
+        with self.api(key) as api:
+            response = api.post("/members", json={"email": email, "role": role})
             assert response.status_code == 201, response.text
         return email
 
