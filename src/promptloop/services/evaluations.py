@@ -306,6 +306,84 @@ def view(session: Session, *, run: EvaluationRun) -> RunView:
     )
 
 
+@dataclass(frozen=True)
+class RunOverview:
+    """A run as a list shows it: live status and progress, dataset, candidates and prompts."""
+
+    run: EvaluationRun
+    status: str
+    progress: dict[str, Any]
+    dataset: str
+    dataset_version: str
+    candidates: list[RunCandidate]
+    prompts: list[str]
+
+
+def overviews(session: Session, runs: Sequence[EvaluationRun]) -> list[RunOverview]:
+    """`view` for a page of runs, in a fixed number of queries (not a few per run)."""
+    if not runs:
+        return []
+    ids = [r.id for r in runs]
+    job_ids = [r.job_id for r in runs if r.job_id is not None]
+    found_jobs = (
+        {j.id: j for j in session.scalars(select(Job).where(Job.id.in_(job_ids)))}
+        if job_ids
+        else {}
+    )
+    datasets_of = {
+        pk: (name, version)
+        for pk, name, version in session.execute(
+            select(DatasetVersion.id, Dataset.name, DatasetVersion.version_id)
+            .join(Dataset, Dataset.id == DatasetVersion.dataset_id)
+            .where(DatasetVersion.id.in_({r.dataset_version_pk for r in runs}))
+        )
+    }
+    counts: dict[int, dict[str, int]] = {}
+    for run_id, status, count in session.execute(
+        select(RunItem.run_id, RunItem.status, func.count())
+        .where(RunItem.run_id.in_(ids))
+        .group_by(RunItem.run_id, RunItem.status)
+    ):
+        counts.setdefault(run_id, {})[status] = count
+    candidates: dict[int, list[RunCandidate]] = {}
+    for cand in session.scalars(
+        select(RunCandidate)
+        .where(RunCandidate.run_id.in_(ids))
+        .order_by(RunCandidate.run_id, RunCandidate.position)
+    ):
+        candidates.setdefault(cand.run_id, []).append(cand)
+    paths = prompt_paths(session, [c.prompt_id for cs in candidates.values() for c in cs])
+    out = []
+    for run in runs:
+        job = found_jobs.get(run.job_id) if run.job_id is not None else None
+        status = run.status
+        if (
+            job is not None
+            and job.status in ("failed", "cancelled")
+            and status not in jobs.FINISHED
+        ):
+            status = job.status
+        mine = counts.get(run.id, {})
+        cands = candidates.get(run.id, [])
+        name, version = datasets_of[run.dataset_version_pk]
+        out.append(
+            RunOverview(
+                run=run,
+                status=status,
+                progress={
+                    "total": sum(mine.values()),
+                    "done": mine.get("done", 0),
+                    **(job.progress if job else {}),
+                },
+                dataset=name,
+                dataset_version=version,
+                candidates=cands,
+                prompts=sorted({paths[c.prompt_id] for c in cands if c.prompt_id in paths}),
+            )
+        )
+    return out
+
+
 def _run_candidates(session: Session, run: EvaluationRun) -> list[RunCandidate]:
     return list(
         session.scalars(

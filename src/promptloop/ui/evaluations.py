@@ -16,7 +16,6 @@ from promptloop.core.access import Permission
 from promptloop.core.errors import PromptloopError
 from promptloop.services import datasets, evaluations, evaluators, prompts
 from promptloop.services.evaluations import MAX_CONCURRENCY, CandidateSpec, RunRequest
-from promptloop.store.models import EvaluationRun
 from promptloop.ui.web import Page, open_page
 
 router = APIRouter(include_in_schema=False)
@@ -41,7 +40,10 @@ def runs_page(request: Request, db: DbDep, project: str, cursor: str | None = No
             cursor=cursor,
             limit=50,
         )
-        rows = [_run_row(page, run) for run in found.items]
+        rows = [
+            {"view": shown, "verdicts": _verdict_counts(shown.run.summary)}
+            for shown in evaluations.overviews(page.session, found.items)
+        ]
         return page.render(
             "evaluations/list.html",
             section="evaluations",
@@ -51,23 +53,8 @@ def runs_page(request: Request, db: DbDep, project: str, cursor: str | None = No
         )
 
 
-def _run_row(page: Page, run: EvaluationRun) -> dict[str, Any]:
-    shown = evaluations.view(page.session, run=run)
-    paths = evaluations.prompt_paths(page.session, [c.prompt_id for c in shown.candidates])
-    return {
-        "run": run,
-        "status": shown.status,
-        "progress": shown.progress,
-        "dataset": shown.dataset,
-        "dataset_version": shown.dataset_version,
-        "prompts": sorted({paths[c.prompt_id] for c in shown.candidates if c.prompt_id in paths}),
-        "candidates": shown.candidates,
-        "summary": shown.summary,
-        "verdicts": _verdict_counts(shown.summary),
-    }
-
-
 def _verdict_counts(summary: dict[str, Any] | None) -> dict[str, int]:
+    """How many candidate-evaluator pairs improved, regressed or showed no detectable change."""
     counts: dict[str, int] = {}
     for result in (summary or {}).get("results", []):
         comparison = result.get("comparison")
