@@ -71,6 +71,8 @@ def test_an_openai_fine_tune_uploads_follows_and_registers_the_model(
     started = client.post(f"{BASE}/fine-tunes", json=body)
     assert started.status_code == 202, started.text
     assert started.json()["model"] is None and started.json()["method"] == "openai"
+    assert (started.json()["dataset"], started.json()["prompt"]) == ("orders", "orders/extract")
+    assert started.json()["prompt_version"] == body["version"]
     tune = _wait(client, started.json()["id"])
     assert tune["status"] == "completed", tune
 

@@ -404,7 +404,8 @@ class FineTune(_Result):
     API); `progress` holds step, total_steps, loss, elapsed_s and remaining_s while it runs;
     once completed, `model` is what to call it (`local/<project>/<name>`, or the `openai/ft:…`
     model OpenAI made), `metrics` its training and held-out loss, and `evaluation` the id of
-    its evaluation run against production on the held-out datapoints."""
+    its evaluation run against production on the held-out datapoints. Its lineage: the
+    `dataset` version it learned from, rendered through the `prompt` version."""
 
     id: str
     name: str = ""
@@ -412,6 +413,10 @@ class FineTune(_Result):
     status: str
     method: str
     base_model: str
+    dataset: str = ""
+    dataset_version: str = ""
+    prompt: str = ""
+    prompt_version: str = ""
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     held_out_fraction: float
     evaluators: list[str] = Field(default_factory=list)

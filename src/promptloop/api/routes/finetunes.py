@@ -69,6 +69,10 @@ class FineTunePublic(BaseModel):
     status: str
     method: str
     base_model: str
+    dataset: str = Field(description="The dataset it learned from...")
+    dataset_version: str = Field(description="...this version of it...")
+    prompt: str = Field(description="...each datapoint rendered through this prompt...")
+    prompt_version: str = Field(description="...at this version.")
     hyperparameters: dict[str, Any]
     held_out_fraction: float
     evaluators: list[str]
@@ -150,7 +154,12 @@ def cancel(tune_id: TuneId, ctx: ContextDep) -> FineTunePublic:
 
 
 def _public(session: Session, tune: FineTune) -> FineTunePublic:
+    lineage = finetunes.lineage_of(session, tune)
     return FineTunePublic(
+        dataset=lineage.dataset,
+        dataset_version=lineage.dataset_version,
+        prompt=lineage.prompt,
+        prompt_version=lineage.prompt_version,
         id=tune.uid,
         name=tune.model_name.split("/", 1)[-1],
         model=finetunes.model_of(session, tune),
