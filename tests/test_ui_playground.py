@@ -91,14 +91,20 @@ def test_the_page_opens_a_version_as_a_draft_with_its_variables(
     html = page.text
     assert "Greet {{ name }} from {{ city }}</textarea>" in html
     assert 'name="input.name"' in html and 'name="input.city"' in html
-    assert 'value="fake/fake-1"' in html and 'id="pg-temperature" value="0.5"' in html
+    assert re.search(r'id="pg-model"[^>]*value="fake/fake-1"', html)
+    assert re.search(r'id="pg-temperature"[^>]*value="0.5"', html)
     assert f"matches version {version}" in html
     assert 'value="run"' in html and "Save as new version" in html
     blank = browser.get(PAGE, params={"model": "fake/tuned-1"})
     assert blank.status_code == 200 and "A blank draft" in blank.text
-    assert 'value="fake/tuned-1"' in blank.text
+    assert re.search(r'id="pg-model"[^>]*value="fake/tuned-1"', blank.text)
     missing = browser.get(PAGE, params={"prompt": "pg/none"})
     assert missing.status_code == 404
+    # As the draft changes, the page learns whether it still matches a saved version.
+    same = browser.post(f"{PAGE}/-/inputs", data=_form(browser, "pg/open"))
+    assert f"matches version {version}" in same.text and 'hx-swap-oob="true"' in same.text
+    edited = browser.post(f"{PAGE}/-/inputs", data=_form(browser, "pg/open", temperature="0.9"))
+    assert "unsaved changes" in edited.text and "matches version" not in edited.text
 
 
 def test_a_run_on_two_models_logs_both_linked_to_the_matching_version(

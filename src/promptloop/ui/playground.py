@@ -250,8 +250,25 @@ def _inputs_fragment(request: Request, db: Database, project: str, form: FormDat
     with open_page(request, db, project=project) as page:
         draft = _draft_from_form(form)
         names, problem = _variables(draft)
+        checked, _ = _check(draft, run=False)
+        matches = (
+            playground.matching_version(
+                page.session,
+                project=page.require_project(),
+                path=draft.prompt,
+                draft=checked.kernel,
+            )
+            if checked is not None
+            else None
+        )
         return page.render(
-            "playground/_inputs.html", draft=draft, variables=names, problem=problem, errors={}
+            "playground/_inputs.html",
+            draft=draft,
+            variables=names,
+            problem=problem,
+            errors={},
+            matches=matches,
+            oob=True,
         )
 
 
