@@ -140,6 +140,20 @@ def test_the_form_starts_a_run_whose_page_shows_intervals_verdicts_and_regressio
     assert "apple" in first_row and "APPLE" in first_row
     assert re.search(r'href="/p/default/logs/[0-9a-f-]+">log</a>', first_row)
 
+    # Capped, with "show more": the first rows only, and a link for more that keeps the choice.
+    capped = browser.get(f"/p/default/evaluations/{run['id']}", params={"limit": 5})
+    assert len(re.findall(r'<tr class="(?:regressed|improved|tie)"', capped.text)) == 5
+    assert "Show more datapoints" in capped.text and "limit=20" in capped.text
+    more = browser.get(
+        f"/p/default/evaluations/{run['id']}/-/comparison",
+        params={"evaluator": "exact", "limit": 20},
+        headers={"HX-Request": "true"},
+    )
+    assert more.text.lstrip().startswith('<section id="comparison"')
+    assert len(re.findall(r'<tr class="(?:regressed|improved|tie)"', more.text)) == 20
+    assert "Show more datapoints" not in more.text
+    assert more.headers["HX-Push-Url"].startswith(f"/p/default/evaluations/{run['id']}?candidate=")
+
     listed = browser.get("/p/default/evaluations")
     assert listed.status_code == 200
     assert "capitals" in listed.text and "completed" in listed.text and "1 improved" in listed.text
@@ -168,6 +182,9 @@ def test_bad_input_puts_errors_next_to_the_fields_and_starts_nothing(
     assert wrong.status_code == 400
     assert 'id="error-threshold-exact">A threshold is a number' in wrong.text
     assert 'id="error-dataset_version"' in wrong.text
+
+    swap = browser.post(NEW, data=form(swap_version=candidate, swap_model="upper"))
+    assert swap.status_code == 400 and "provider/model" in swap.text
 
     nothing = browser.post(NEW, data=form(candidate=[], evaluator=[]))
     assert nothing.status_code == 400
@@ -244,3 +261,25 @@ def test_viewers_see_runs_but_cannot_start_or_cancel_them(
     assert reader.get(url).status_code == 200
     assert "Cancel run" not in reader.get(url).text
     assert reader.post(f"{url}/-/cancel", data={}).status_code == 403
+
+
+def test_a_version_with_another_model_is_a_candidate(
+    fake: FakeProvider, client: TestClient, server: Server
+) -> None:
+    control, candidate = setup_project(client)
+    browser = server.browser()
+    started = browser.post(
+        NEW,
+        data=form(candidate=[], swap_version=candidate, swap_model="fake/upper", control=control),
+        follow_redirects=False,
+    )
+    assert started.status_code == 303, started.text
+    [run] = runs(client)
+    detail = client.get(f"{BASE}/evaluations/{run['id']}").json()
+    assert [(c["version"], c["model"], c["control"]) for c in detail["candidates"]] == [
+        (control, None, True),
+        (candidate, {"provider": "fake", "model": "upper"}, False),
+    ]
+    assert finished(client, run["id"])["status"] == "completed"
+    page = browser.get(f"/p/default/evaluations/{run['id']}").text
+    assert f"shout@{candidate} with fake/upper" in page and "model fake/upper" in page

@@ -177,3 +177,47 @@ def test_viewers_read_the_queue_but_cannot_judge(
     refused = reader.post(f"{REVIEW}/{item['id']}", data={"value": "5", "returns": "number"})
     assert refused.status_code == 403
     assert len(pending(client)) == 3
+
+
+def test_choice_and_text_evaluators_get_buttons_and_a_text_box(
+    fake: FakeProvider, client: TestClient, server: Server
+) -> None:
+    version = save(client, "shout", "Shout {{ word }}", provider="fake", model="upper")["id"]
+    client.post(
+        f"{BASE}/datasets/one/-/versions", json={"datapoints": [{"inputs": {"word": "apple"}}]}
+    )
+    client.post(
+        f"{BASE}/evaluators/tone/-/versions",
+        json={"kind": "human", "returns": "choice", "choices": ["calm", "loud"]},
+    )
+    client.post(f"{BASE}/evaluators/note/-/versions", json={"kind": "human", "returns": "text"})
+    response = client.post(
+        f"{BASE}/evaluations",
+        json={
+            "dataset": "one",
+            "candidates": [{"prompt": "shout", "version": version}],
+            "evaluators": ["tone", "note"],
+        },
+    )
+    assert response.status_code == 202, response.text
+    deadline = time.monotonic() + 60
+    while len(pending(client)) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    by_name = {p["evaluator"]: p["id"] for p in pending(client)}
+    browser = server.browser()
+    page = browser.get(REVIEW).text
+    tone = page[page.index(f'id="judgment-{by_name["tone"]}"') :].split("</article>")[0]
+    assert 'name="value" value="calm"' in tone and 'name="value" value="loud"' in tone
+    note = page[page.index(f'id="judgment-{by_name["note"]}"') :].split("</article>")[0]
+    assert '<textarea name="value"' in note
+
+    empty = browser.post(f"{REVIEW}/{by_name['note']}", data={"value": "  ", "returns": "text"})
+    assert empty.status_code == 400 and "non-empty text" in empty.text
+    wrong = browser.post(f"{REVIEW}/{by_name['tone']}", data={"value": "x", "returns": "choice"})
+    assert wrong.status_code == 400 and "one of calm, loud" in wrong.text
+    assert len(pending(client)) == 2
+
+    browser.post(f"{REVIEW}/{by_name['tone']}", data={"value": "loud", "returns": "choice"})
+    browser.post(f"{REVIEW}/{by_name['note']}", data={"value": "Very loud.", "returns": "text"})
+    assert pending(client) == []
