@@ -53,6 +53,7 @@
     var target;
     if (name === "columns") {
       results.innerHTML = data.html;
+      if (results.scrollIntoView) { results.scrollIntoView({ block: "nearest" }); }
     } else if (name === "delta") {
       target = column(data.column);
       if (target) { target.querySelector(".pg-output").textContent += data.text; }
