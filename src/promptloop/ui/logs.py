@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, Response
@@ -118,7 +118,13 @@ def logs_page(request: Request, db: DbDep, project: str, cursor: str | None = No
         }
         status = 400 if filters.errors else 200
         if page.htmx and request.headers.get("HX-History-Restore-Request") != "true":
-            return page.render("logs/_results.html", status, **context)
+            response = page.render("logs/_results.html", status, **context)
+            # the address bar gets the filters that are set, not every empty field of the form
+            query = filters.query + (f"&cursor={quote(cursor)}" if cursor else "")
+            response.headers["HX-Push-Url"] = page.url("/logs") + (
+                f"?{query.lstrip('&')}" if query else ""
+            )
+            return response
         return page.render("logs/list.html", status, **context, **_choices(page))
 
 
