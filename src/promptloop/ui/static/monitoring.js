@@ -50,7 +50,7 @@
         height: 220,
         series: series,
         scales: { x: { time: true } },
-        axes: [{}, { size: 60 }],
+        axes: [{}, { size: 72 }],
         legend: { live: true }
       }, columns, target);
     });
