@@ -140,6 +140,8 @@ def test_the_form_starts_a_run_whose_page_shows_intervals_verdicts_and_regressio
     assert "apple" in first_row and "APPLE" in first_row
     assert re.search(r'href="/p/default/logs/[0-9a-f-]+">log</a>', first_row)
 
+    assert f'href="{NEW}?prompt=shout&amp;dataset=words"' in text  # start another like it
+
     # Capped, with "show more": the first rows only, and a link for more that keeps the choice.
     capped = browser.get(f"/p/default/evaluations/{run['id']}", params={"limit": 5})
     assert len(re.findall(r'<tr class="(?:regressed|improved|tie)"', capped.text)) == 5

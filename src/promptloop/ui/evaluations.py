@@ -461,8 +461,18 @@ def _run_context(
         "limit": limit,
         "next_limit": min(limit * 4, MAX_COMPARISON_ROWS),
         "can_cancel": page.can(Permission.edit) and shown.status not in FINISHED,
+        "again_url": _again_url(page, shown) if page.can(Permission.edit) else None,
         "run_url": page.url(f"/evaluations/{run.uid}"),
     }
+
+
+def _again_url(page: Page, shown: evaluations.RunView) -> str | None:
+    """The new-run form with this run's prompt and dataset chosen (server runs of one prompt)."""
+    paths = evaluations.prompt_paths(page.session, [c.prompt_id for c in shown.candidates])
+    if len(set(paths.values())) != 1:
+        return None
+    query = urlencode({"prompt": next(iter(paths.values())), "dataset": shown.dataset})
+    return page.url(f"/evaluations/-/new?{query}")
 
 
 def _scale(results: list[dict[str, Any]]) -> tuple[float, float]:
