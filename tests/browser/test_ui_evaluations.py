@@ -128,3 +128,42 @@ def test_judging_in_the_review_queue_removes_the_item_in_place(
     expect(items).to_have_count(2)
     expect(items.first).to_contain_text("rain")
     assert page.evaluate("window.__notReloaded === true")
+
+
+def test_cancel_a_running_run_after_confirming(ui: UiServer, admin_page: Any) -> None:
+    page = admin_page
+    path, _, name, candidate = _seed(
+        ui, {"kind": "builtin", "builtin": "tokens", "config": {"max_output_tokens": 3}}
+    )
+    dataset = f"many-{uuid.uuid4().hex[:8]}"
+    with ui.api() as api:
+        response = api.post(
+            f"/datasets/{dataset}/-/versions",
+            json={"datapoints": [{"inputs": {"topic": f"topic {i}"}} for i in range(40)]},
+        )
+        assert response.status_code in (200, 201), response.text
+        response = api.post(
+            "/evaluations",
+            json={
+                "dataset": dataset,
+                "candidates": [{"prompt": path, "version": candidate}],
+                "evaluators": [name],
+                "concurrency": 1,
+            },
+        )
+        assert response.status_code == 202, response.text
+        run_id = response.json()["id"]
+    page.goto(ui.path(f"/p/default/evaluations/{run_id}"))
+    cancel = page.get_by_role("button", name="Cancel run")
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    cancel.click()
+    page.wait_for_timeout(500)
+    with ui.api() as api:  # dismissed: nothing was sent
+        assert api.get(f"/evaluations/{run_id}").json()["status"] != "cancelled"
+    page.once("dialog", lambda dialog: dialog.accept())
+    cancel.click()
+    expect(page.locator("#run-status")).to_have_text("cancelled", timeout=30_000)
+    expect(page.get_by_role("button", name="Cancel run")).to_have_count(0)
+    with ui.api() as api:
+        run = api.get(f"/evaluations/{run_id}").json()
+    assert run["status"] == "cancelled" and run["progress"]["done"] < 80
