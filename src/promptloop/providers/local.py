@@ -41,6 +41,7 @@ import contextlib
 import importlib.util
 import json
 import logging
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -341,6 +342,7 @@ class LocalProvider:
 
     async def complete(self, request: ChatRequest, credentials: Credentials) -> Completion:
         self._check(request)
+        await _model_code_imported()
         job = _new_job(request, on_text=None)
         running = _start(self.generate, request, job)
         try:
@@ -367,6 +369,7 @@ class LocalProvider:
             finally:
                 send(None)
 
+        await _model_code_imported()
         job = _new_job(request, on_text=send)
         running = _start(generate, request, job)
         try:
@@ -397,6 +400,13 @@ def _require_model_code() -> None:
             status=503,
             kind="unavailable",
         ) from None
+
+
+async def _model_code_imported() -> None:
+    """The first call imports torch and transformers (seconds) on a thread, not on the event
+    loop, so that the server keeps answering other requests meanwhile."""
+    if "promptloop.providers._local_model" not in sys.modules:
+        await asyncio.to_thread(_require_model_code)
 
 
 def _new_job(request: ChatRequest, on_text: Callable[[str], None] | None) -> _local_model.Job:
