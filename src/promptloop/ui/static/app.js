@@ -22,10 +22,12 @@
     var flash = document.getElementById("flash");
     if (flash) { flash.innerHTML = '<p class="error-box" role="alert">The server cannot be reached. Nothing was changed.</p>'; }
   });
-  // Plain forms (no htmx) with data-confirm ask too; htmx uses hx-confirm.
+  // Plain forms (no htmx) with data-confirm ask too; htmx forms use hx-confirm, and a form
+  // with both asks once.
   document.addEventListener("submit", function (event) {
     var form = event.target;
-    var question = form.getAttribute && form.getAttribute("data-confirm");
+    if (!form.getAttribute || form.hasAttribute("hx-confirm")) { return; }
+    var question = form.getAttribute("data-confirm");
     if (question && !window.confirm(question)) { event.preventDefault(); }
   }, true);
 })();
