@@ -99,9 +99,28 @@ class UiServer:
         return f"{self.url}{path}"
 
 
+def _lend_converted_model(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Convert the offline model once (into PROMPTLOOP_TEST_MODELS_DIR when set, so later runs
+    and other test modules reuse it) and lend it to the server's data folder, so that the pages
+    that call it answer in seconds rather than converting for a minute mid-test."""
+    try:
+        from promptloop.providers import _local_model
+        from promptloop.providers.local import BASE_MODELS, gguf_path
+    except ImportError:  # no `local` extra: the tests that call the model say so
+        return
+    configured = os.environ.get("PROMPTLOOP_TEST_MODELS_DIR")
+    shared = Path(configured) if configured else tmp_path_factory.mktemp("models")
+    for name, base in BASE_MODELS.items():
+        _local_model.ensure_converted(gguf_path(base), shared / name)
+        target = data_dir / "models" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to((shared / name).resolve(), target_is_directory=True)
+
+
 @pytest.fixture(scope="session")
 def ui(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UiServer]:
     data_dir = tmp_path_factory.mktemp("browser") / "data"
+    _lend_converted_model(data_dir, tmp_path_factory)
     process = ServeProcess(data_dir).start()
     try:
         yield UiServer(process)

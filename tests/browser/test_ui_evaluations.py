@@ -4,12 +4,9 @@ human evaluator puts its judgments in the review queue, where judging one remove
 
 from __future__ import annotations
 
-import os
 import uuid
-from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import UiServer
@@ -18,17 +15,6 @@ MODEL = {"provider": "local", "model": "smollm2-135m"}
 # The first call of a session loads the model, and converts it first unless an earlier run left
 # it converted in PROMPTLOOP_TEST_MODELS_DIR (about a minute); after that, 6 calls take seconds.
 RUN_TIMEOUT_MS = 150_000
-
-
-@pytest.fixture(scope="module", autouse=True)
-def converted_model(ui: UiServer) -> None:
-    """Lend the server the model converted for earlier test runs, when there is one."""
-    configured = os.environ.get("PROMPTLOOP_TEST_MODELS_DIR")
-    source = Path(configured) / MODEL["model"] if configured else None
-    target = ui.process.data_dir / "models" / MODEL["model"]
-    if source is not None and source.is_dir() and not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(source.resolve(), target_is_directory=True)
 
 
 def _version(api: Any, path: str, max_tokens: int) -> str:

@@ -3,30 +3,15 @@ tokens per run): open a prompt, fill its variable, watch the output stream in, f
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 from typing import Any
 
-import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import UiServer
 
 MODEL = "smollm2-135m"
 RUN_TIMEOUT_MS = 120_000  # the first run may convert the packaged model (about a minute)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def converted_model(ui: UiServer) -> None:
-    """Lend the server the model converted for earlier test runs, when there is one
-    (PROMPTLOOP_TEST_MODELS_DIR), so its first call loads in seconds instead of converting."""
-    configured = os.environ.get("PROMPTLOOP_TEST_MODELS_DIR")
-    source = Path(configured) / MODEL if configured else None
-    target = ui.process.data_dir / "models" / MODEL
-    if source is not None and source.is_dir() and not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(source.resolve(), target_is_directory=True)
 
 
 def _save_prompt(ui: UiServer, path: str, content: str) -> str:
