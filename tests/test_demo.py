@@ -144,8 +144,14 @@ def test_a_fresh_server_seeds_the_demo_project_once(
         [job] = demo_jobs(db)
         assert job.status == "queued" and job.payload["plan"]["real_calls"] == SMALL.real_calls
         # The admin's browser sees the demo project.
-        names = [p["name"] for p in items(server.browser().get(f"{BASE}/projects"))]
+        browser = server.browser()
+        names = [p["name"] for p in items(browser.get(f"{BASE}/projects"))]
         assert demo.PROJECT in names
+        # ... and opens on it: the home page leads to the demo project's prompts.
+        landing = browser.get("/", follow_redirects=False)
+        assert landing.headers["location"] == f"/p/{demo.PROJECT}/prompts"
+        page = browser.get("/")
+        assert page.status_code == 200 and demo.PROMPT in page.text
 
     with serving(quiet) as (client, server):  # a restart seeds nothing again
         assert counts(client) == before

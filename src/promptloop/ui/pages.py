@@ -14,11 +14,11 @@ from promptloop.api import cookies
 from promptloop.api.deps import SESSION_COOKIE, DbDep, SettingsDep
 from promptloop.core.access import Actor
 from promptloop.core.errors import InvalidInput, PromptloopError
-from promptloop.services import audit, auth, members
+from promptloop.services import audit, auth, demo, members
 from promptloop.services.projects import get_project
 from promptloop.services.ratelimit import RateLimiter
 from promptloop.store.models import Project, User, WebSession
-from promptloop.ui.web import open_page, templates
+from promptloop.ui.web import open_page, project_url, templates
 from promptloop.ui.web import signed_in as _signed_in
 
 router = APIRouter(include_in_schema=False)
@@ -42,16 +42,24 @@ def _pre_session_ok(request: Request, submitted: str) -> bool:
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request, db: DbDep) -> Response:
+def home(request: Request, db: DbDep, settings: SettingsDep) -> Response:
+    """Signed in: the demo project when the server seeds one and the user is in it (so a
+    newcomer lands on populated pages), else the list of projects."""
     with db.session(write=False) as session:
         found = _signed_in(session, request)
         if found is None:
             return RedirectResponse("/sign-in", status_code=303)
-        user, web_session = found
-        projects = members.memberships_of(session, user=user)
-    return _render(
-        request, "home.html", user=user, csrf_token=web_session.csrf_token, projects=projects
-    )
+        names = {project.name for project, _ in members.memberships_of(session, user=found[0])}
+    if settings.demo and demo.PROJECT in names:
+        return RedirectResponse(project_url(demo.PROJECT, "/prompts"), status_code=303)
+    return RedirectResponse("/projects", status_code=303)
+
+
+@router.get("/projects", response_class=HTMLResponse)
+def projects_page(request: Request, db: DbDep) -> Response:
+    """The projects the user belongs to, with their role in each."""
+    with open_page(request, db) as page:
+        return page.render("home.html", demo_project=demo.PROJECT)
 
 
 @router.get("/audit", response_class=HTMLResponse)
