@@ -180,6 +180,74 @@ def test_from_logs_previews_the_filter_then_saves_with_provenance(
     assert client.get(f"{DATASETS}/ui/none").status_code == 404
 
 
+def test_from_logs_takes_repeated_filters_and_refuses_a_bad_one_on_save(
+    client: TestClient, server: Server
+) -> None:
+    voted = log(client, inputs={"q": "voted"}, output="Voted.", end_user="dave")
+    both = log(client, inputs={"q": "both"}, output="Both.", end_user="dave")
+    log(client, inputs={"q": "none"}, output="None.", end_user="dave")
+    for uid, body in [
+        (voted, {"name": "rating", "value": "up"}),
+        (both, {"name": "rating", "value": "up"}),
+        (both, {"name": "comment", "value": "Nice."}),
+    ]:
+        given = client.post(f"{BASE}/logs/{uid}/feedback", json=body)
+        assert given.status_code in (200, 201), given.text
+    browser = server.browser()
+    preview = browser.get(f"{UI}/-/new?from=logs&end_user=dave&feedback=up&feedback=comment")
+    assert preview.status_code == 200, preview.text
+    count = re.search(r'id="match-count"><strong>(\d+)</strong>', preview.text)
+    assert count is not None and count.group(1) == "1"  # all must hold
+    assert "Both." in preview.text and "Voted." not in preview.text
+    # the field and the save form carry both words, and the links repeat them
+    assert 'name="feedback" value="up, comment"' in preview.text
+    assert "feedback=up&amp;feedback=comment" in preview.text
+    saved = browser.post(
+        f"{UI}/-/new",
+        data={
+            "mode": "logs",
+            "name": "ui/two-words",
+            "end_user": "dave",
+            "feedback": "up, comment",
+            "target": "output",
+            "csrf_token": csrf(browser),
+        },
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303, saved.text
+    assert [p["log_id"] for p in datapoints(client, "ui/two-words")] == [both]
+
+    # a bad filter on save: the logs page's message, next to the field; nothing saved
+    refused = browser.post(
+        f"{UI}/-/new",
+        data={
+            "mode": "logs",
+            "name": "ui/refused",
+            "judgment": "exact>=high",
+            "csrf_token": csrf(browser),
+        },
+    )
+    assert refused.status_code == 400
+    on_logs = re.search(
+        r'id="judgment-error">(.*?)</span>',
+        browser.get("/p/default/logs?judgment=exact>=high").text,
+    )
+    assert on_logs is not None and "must be a number" in on_logs.group(1)
+    assert f'id="filter_judgment-error">{on_logs.group(1)}</span>' in refused.text
+    unknown_prompt = browser.post(
+        f"{UI}/-/new",
+        data={
+            "mode": "logs",
+            "name": "ui/refused",
+            "prompt": "no/such",
+            "csrf_token": csrf(browser),
+        },
+    )
+    assert unknown_prompt.status_code == 400
+    assert 'id="filter_prompt-error">No prompt at &#39;no/such&#39;' in unknown_prompt.text
+    assert client.get(f"{DATASETS}/ui/refused").status_code == 404
+
+
 def test_editing_a_datapoint_saves_a_new_version_and_leaves_the_old_one(
     client: TestClient, server: Server
 ) -> None:

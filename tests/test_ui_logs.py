@@ -4,7 +4,9 @@ cursor, one log shows its fields and feedback, and feedback given from the page 
 
 from __future__ import annotations
 
+import html
 import re
+import time
 from typing import Any
 
 import pytest
@@ -145,6 +147,121 @@ def test_bad_filters_are_field_errors(server: Server, seeded: dict[str, Any]) ->
         assert fragment in response.text, query
         assert 'aria-invalid="true"' in response.text, query
         assert _uids(response.text) == set(), query
+
+
+def _judged(client: TestClient) -> dict[str, str]:
+    """Three evaluation logs judged by the built-in `exact` evaluator: 'wrong' answered wrong.
+    Returns the log id of each word, once the server has judged them all."""
+    words = ["right", "also-right", "wrong"]
+    points = [{"inputs": {"word": w}, "target": w.upper()} for w in words]
+    saved = client.post(f"{BASE}/datasets/ui-logs/judged/-/versions", json={"datapoints": points})
+    assert saved.status_code == 201, saved.text
+    made = client.post(
+        f"{BASE}/evaluators/exact/-/versions", json={"kind": "builtin", "builtin": "exact_match"}
+    )
+    assert made.status_code in (200, 201), made.text
+    run = client.post(
+        f"{BASE}/evaluations",
+        json={
+            "dataset": "ui-logs/judged",
+            "candidates": [{"label": "mine"}],
+            "evaluators": ["exact"],
+            "mode": "local",
+        },
+    ).json()
+    plan = client.get(f"{BASE}/evaluations/{run['id']}/datapoints").json()
+    outputs = [
+        {"datapoint": p["key"], "output": "no" if p["inputs"]["word"] == "wrong" else None}
+        for p in plan["datapoints"]
+    ]
+    for output, point in zip(outputs, plan["datapoints"], strict=True):
+        if output["output"] is None:
+            output["output"] = point["inputs"]["word"].upper()
+    recorded = client.post(f"{BASE}/evaluations/{run['id']}/outputs", json={"outputs": outputs})
+    assert recorded.status_code == 201, recorded.text
+    assert client.post(f"{BASE}/evaluations/{run['id']}/finish").status_code == 200
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # the server judges in the background
+        judged = client.get(f"{BASE}/logs", params={"judgment": ["exact>=0"]}).json()["data"]
+        if len(judged) == len(words):
+            break
+        time.sleep(0.1)
+    logs = client.get(f"{BASE}/logs").json()["data"]
+    return {log["inputs"]["word"]: log["id"] for log in logs}
+
+
+def test_the_logs_page_filters_by_judgment_and_passes_it_on(
+    client: TestClient, server: Server
+) -> None:
+    ids = _judged(client)
+    browser = server.browser()
+    right = browser.get("/p/default/logs?judgment=exact%3Dtrue")
+    assert right.status_code == 200, right.text
+    assert _uids(right.text) == {ids["right"], ids["also-right"]}
+    assert 'name="judgment" value="exact=true"' in right.text  # shown back in its field
+    link = re.search(r'href="(/p/default/datasets/-/new\?from=logs[^"]*)"', right.text)
+    assert link is not None
+    assert "judgment=exact%3Dtrue" in link.group(1)
+    # the dataset page it opens previews the same two logs
+    preview = browser.get(html.unescape(link.group(1)))
+    count = re.search(r'id="match-count"><strong>(\d+)</strong>', preview.text)
+    assert count is not None and count.group(1) == "2", preview.text
+    assert _uids(browser.get("/p/default/logs?judgment=exact<1").text) == {ids["wrong"]}
+    # repeatable, all must hold (repeated in the URL or comma-separated in the field)
+    for query in ("judgment=exact>0&judgment=exact<1", "judgment=exact>0,+exact<1"):
+        both = browser.get(f"/p/default/logs?{query}")
+        assert both.status_code == 200, query
+        assert _uids(both.text) == set(), query
+    # and a fragment for htmx pushes the filter into the address bar
+    fragment = browser.get("/p/default/logs?judgment=exact%3Dfalse", headers={"HX-Request": "true"})
+    assert _uids(fragment.text) == {ids["wrong"]}
+    assert fragment.headers["HX-Push-Url"] == "/p/default/logs?judgment=exact%3Dfalse"
+
+
+def _field_error(page: str, field: str) -> str:
+    found = re.search(rf'<span class="field-error" id="{field}-error">(.*?)</span>', page, re.S)
+    assert found is not None, f"no error next to {field}"
+    return html.unescape(found.group(1))
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "fragment"),
+    [
+        ("judgment=helpful", "judgment", "must look like <evaluator><op><value>"),
+        ("judgment=helpful>=high", "judgment", "must be a number, true or false"),
+        ("judgment=nobody>=4", "judgment", "Unknown evaluator 'nobody'"),
+        ("feedback=up&feedback=sideways", "feedback", "Unknown feedback filter 'sideways'"),
+        ("error=maybe", "error", "Use true (failed calls only)"),
+        ("since=yesterday", "since", "like 2026-11-28T09:30"),
+        ("until=2026-13-01", "until", "like 2026-11-28T09:30"),
+        ("source=fax", "source", "Choose one of"),
+        ("version=abcdef12", "version", "needs the prompt too"),
+        ("prompt=no/such/prompt", "prompt", "No prompt at 'no/such/prompt'"),
+        ("prompt=a//b", "prompt", "empty segment"),
+    ],
+)
+def test_a_bad_filter_gives_the_same_error_on_the_logs_and_dataset_pages(
+    server: Server, query: str, field: str, fragment: str
+) -> None:
+    browser = server.browser()
+    logs_page = browser.get(f"/p/default/logs?{query}")
+    assert logs_page.status_code == 400, logs_page.text
+    on_logs = _field_error(logs_page.text, field)
+    dataset_page = browser.get(f"/p/default/datasets/-/new?from=logs&{query}")
+    on_dataset = _field_error(dataset_page.text, f"filter_{field}")
+    assert fragment in on_logs
+    assert on_logs == on_dataset
+    assert 'id="match-count"' not in dataset_page.text  # nothing previewed
+
+
+def test_a_trace_filter_is_a_logs_page_filter_only(server: Server, client: TestClient) -> None:
+    _post_logs(client, [_log(id="log-traced", trace_id="trace-ui-1"), _log(id="log-untraced")])
+    browser = server.browser()
+    page = browser.get("/p/default/logs?trace_id=trace-ui-1")
+    assert page.status_code == 200
+    assert _uids(page.text) == {"log-traced"}
+    refused = browser.get("/p/default/datasets/-/new?from=logs&trace_id=trace-ui-1")
+    assert "leave the trace filter out" in _field_error(refused.text, "filter_trace_id")
 
 
 def test_pages_follow_the_cursor(client: TestClient, server: Server) -> None:

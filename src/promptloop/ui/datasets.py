@@ -8,8 +8,6 @@ A dataset's name may hold slashes, so its sub-pages follow `/-/`, as in the API.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -19,33 +17,17 @@ from fastapi.responses import HTMLResponse, Response
 from promptloop.api.deps import DbDep
 from promptloop.core.access import Permission
 from promptloop.core.datapoints import DatapointSpec, check_value
-from promptloop.core.errors import InvalidInput, InvalidPath
+from promptloop.core.errors import InvalidInput, InvalidPath, NotFound
 from promptloop.services import datasets
-from promptloop.services.datasets import LogFilters
 from promptloop.services.logs import Logger
 from promptloop.store.models import Datapoint
+from promptloop.ui.logfilters import FILTERS, FormValues, LogFilterForm, field_of
 from promptloop.ui.web import Page, open_page
 
 router = APIRouter(include_in_schema=False)
 
 PAGE_SIZE = 25
 SAMPLE_SIZE = 5
-# The filters of the logs page, in its query string: the same names here.
-LOG_FILTERS = (
-    "prompt",
-    "version",
-    "environment",
-    "source",
-    "feedback",
-    "error",
-    "end_user",
-    "since",
-    "until",
-    "judgment",
-    "trace_id",
-)
-_TRUE = frozenset({"true", "1", "yes", "errors", "failed"})
-_FALSE = frozenset({"false", "0", "no", "ok", "succeeded"})
 _MAX_TEXT = 10_000
 _MAX_PASTE = 5_000_000
 
@@ -85,70 +67,12 @@ def dataset_list(
 # --- creating ------------------------------------------------------------------------------------
 
 
-@dataclass
-class LogFilterForm:
-    """The log filters as typed in a URL or form (kept as text to show back), and what they mean."""
-
-    values: dict[str, str] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, params: Any) -> LogFilterForm:
-        values: dict[str, str] = {}
-        for name in LOG_FILTERS:
-            given = [v.strip() for v in params.getlist(name) if v and v.strip()]
-            if given:
-                values[name] = ",".join(given)
-        return cls(values=values)
-
-    def filters(self) -> LogFilters:
-        """The service's filters; bad values are kept in `errors` (by field) and left out."""
-        self.errors = {}
-        if "trace_id" in self.values:
-            self.errors["trace_id"] = (
-                "A dataset is not built from one trace's logs: leave the trace filter out."
-            )
-        error: bool | None = None
-        if "error" in self.values:
-            word = self.values["error"].lower()
-            if word in _TRUE:
-                error = True
-            elif word in _FALSE:
-                error = False
-            else:
-                self.errors["error"] = "Use true (failed calls only) or false (successful only)."
-        times: dict[str, datetime | None] = {"since": None, "until": None}
-        for name in times:
-            if name in self.values:
-                try:
-                    parsed = datetime.fromisoformat(self.values[name].replace("Z", "+00:00"))
-                except ValueError:
-                    self.errors[name] = "Give a date and time, e.g. 2026-05-01T12:00."
-                    continue
-                times[name] = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-        feedback = tuple(w.strip() for w in self.values.get("feedback", "").split(",") if w.strip())
-        judgments = tuple(
-            j.strip() for j in self.values.get("judgment", "").split(",") if j.strip()
-        )
-        return LogFilters(
-            prompt=self.values.get("prompt"),
-            version=self.values.get("version"),
-            environment=self.values.get("environment"),
-            source=self.values.get("source"),
-            end_user=self.values.get("end_user"),
-            error=error,
-            since=times["since"],
-            until=times["until"],
-            feedback=feedback,
-            judgments=judgments,
-        )
-
-    def query(self) -> str:
-        return urlencode(self.values)
-
-
 def _preview(
-    page: Page, request: Request, filters: LogFilters, form: dict[str, str], errors: dict[str, str]
+    page: Page,
+    request: Request,
+    filters: datasets.LogFilters,
+    form: dict[str, str],
+    errors: dict[str, str],
 ) -> datasets.Preview | None:
     """What saving would give (through the service, which `from_logs` then matches exactly)."""
     target = form.get("target") or "output"
@@ -168,10 +92,20 @@ def _preview(
             limit=limit,
             sample=SAMPLE_SIZE,
         )
-    except InvalidInput as exc:
-        field = "limit" if exc.message.startswith("limit") else "filters"
-        errors.setdefault("target" if "target" in exc.message else field, exc.message)
+    except (InvalidInput, NotFound) as exc:
+        errors.setdefault(_where(exc.message), exc.message)
         return None
+
+
+def _where(message: str) -> str:
+    """The field of the from-logs form a service's refusal is about: a log filter (as the logs
+    page shows it), the target, the limit, or the filters as a whole."""
+    if message.startswith("limit"):
+        return "limit"
+    if message.startswith("Unknown target"):
+        return "target"
+    name = field_of(message)
+    return f"filter_{name}" if name else "filters"
 
 
 def _new_form(
@@ -184,13 +118,13 @@ def _new_form(
     problems: list[dict[str, Any]] | None = None,
     status: int = 200,
 ) -> HTMLResponse:
-    log_filter = LogFilterForm.of(request.query_params if request.method == "GET" else _F(form))
+    params = request.query_params if request.method == "GET" else FormValues(form)
+    log_filter = LogFilterForm.of(params, trace=False)
     preview: datasets.Preview | None = None
     if mode == "logs":
-        filters = log_filter.filters()
         errors = {**{f"filter_{k}": v for k, v in log_filter.errors.items()}, **errors}
         if not log_filter.errors:
-            preview = _preview(page, request, filters, form, errors)
+            preview = _preview(page, request, log_filter.dataset_filters(), form, errors)
     return page.render(
         "datasets/new.html",
         status,
@@ -202,19 +136,8 @@ def _new_form(
         log_filter=log_filter,
         preview=preview,
         targets=datasets.TARGETS,
-        log_filter_names=LOG_FILTERS,
+        log_filter_names=FILTERS,
     )
-
-
-class _F:
-    """Submitted form values with the `getlist` of query parameters."""
-
-    def __init__(self, values: dict[str, str]) -> None:
-        self.values = values
-
-    def getlist(self, name: str) -> list[str]:
-        value = self.values.get(name)
-        return [value] if value else []
 
 
 @router.get("/p/{project}/datasets/-/new", response_class=HTMLResponse)
@@ -299,10 +222,15 @@ def create_dataset(
             with page.session.begin_nested():  # nothing of a failed form is saved
                 if not errors:
                     saved, skipped = _save_new(page, request, mode, form, data, filename, errors)
-        except InvalidPath as exc:
-            errors["name"] = exc.message
+        except InvalidPath as exc:  # the dataset's name, or a prompt filter's path
+            about_filter = mode == "logs" and field_of(exc.message) is not None
+            errors[_where(exc.message) if about_filter else "name"] = exc.message
+        except NotFound as exc:
+            if mode != "logs":
+                raise
+            errors[_where(exc.message)] = exc.message
         except InvalidInput as exc:
-            where = {"upload": "file", "paste": "content", "logs": "filters"}[mode]
+            where = {"upload": "file", "paste": "content"}.get(mode) or _where(exc.message)
             errors[where] = exc.message
             if isinstance(exc.details, list):
                 problems = [p for p in exc.details if isinstance(p, dict)]
@@ -365,8 +293,8 @@ def _save_new(
             description=description,
         )
         return saved, {}
-    log_filter = LogFilterForm.of(_F(form))
-    filters = log_filter.filters()
+    log_filter = LogFilterForm.of(FormValues(form), trace=False)
+    filters = log_filter.dataset_filters()
     if log_filter.errors:
         errors.update({f"filter_{k}": v for k, v in log_filter.errors.items()})
         return None, {}

@@ -3,10 +3,8 @@ and giving feedback on it (vote, correction, comment) from the page."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, Response
@@ -19,69 +17,17 @@ from promptloop.services.feedback import FeedbackInput
 from promptloop.services.logs import SOURCES, Logger
 from promptloop.services.prompts import list_prompts
 from promptloop.store.logs import FEEDBACK_WORDS
-from promptloop.store.types import utc
+from promptloop.ui.logfilters import LogFilterForm, field_of
 from promptloop.ui.web import Page, open_page
 
 router = APIRouter(include_in_schema=False)
 PAGE_SIZE = 50
-FILTERS = (
-    "prompt",
-    "version",
-    "environment",
-    "source",
-    "feedback",
-    "error",
-    "end_user",
-    "since",
-    "until",
-    "trace_id",
-)
 LogId = Annotated[str, Path(max_length=36)]
-
-
-@dataclass
-class LogFilters:
-    """The filters of the logs page as typed in the URL, and what they mean to the service."""
-
-    given: dict[str, str]
-    errors: dict[str, str] = field(default_factory=dict)
-    service: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def query(self) -> str:
-        """The filters as a URL query (empty ones left out)."""
-        return urlencode({k: v for k, v in self.given.items() if v})
-
-
-def parse_filters(params: dict[str, str]) -> LogFilters:
-    given = {name: (params.get(name) or "").strip() for name in FILTERS}
-    filters = LogFilters(given=given)
-    service = filters.service
-    for name in ("prompt", "version", "environment", "end_user", "trace_id"):
-        service[name] = given[name] or None
-    if given["source"]:
-        if given["source"] not in SOURCES:
-            filters.errors["source"] = f"Choose one of {', '.join(SOURCES)}."
-        service["source"] = given["source"]
-    if given["version"] and not given["prompt"]:
-        filters.errors["version"] = "Filtering by version needs the prompt too."
-    if given["error"] not in ("", "true", "false"):
-        filters.errors["error"] = "Choose failed or successful calls."
-    service["has_error"] = {"true": True, "false": False}.get(given["error"])
-    service["feedback"] = (given["feedback"],) if given["feedback"] else ()
-    for name in ("since", "until"):
-        service[name] = None
-        if given[name]:
-            try:
-                service[name] = utc(datetime.fromisoformat(given[name]))
-            except ValueError:
-                filters.errors[name] = "Give a date and time like 2026-11-28T09:30."
-    return filters
 
 
 @router.get("/p/{project}/logs", response_class=HTMLResponse)
 def logs_page(request: Request, db: DbDep, project: str, cursor: str | None = None) -> Response:
-    filters = parse_filters(dict(request.query_params))
+    filters = LogFilterForm.of(request.query_params)
     logger: Logger = request.app.state.logger
     with open_page(request, db, project=project) as page:
         actor = page.require_actor()
@@ -89,14 +35,15 @@ def logs_page(request: Request, db: DbDep, project: str, cursor: str | None = No
         next_cursor = None
         if not filters.errors:
             try:
+                project_row = page.require_project()
                 found = logs.list_logs(
                     page.session,
                     logger.store,
                     actor=actor,
-                    project=page.require_project(),
+                    project=project_row,
                     cursor=cursor,
                     limit=PAGE_SIZE,
-                    **filters.service,
+                    **filters.list_logs_args(page.session, project=project_row),
                 )
                 rows, next_cursor = list(found.items), found.next_cursor
             except (InvalidInput, NotFound) as exc:
@@ -129,17 +76,10 @@ def logs_page(request: Request, db: DbDep, project: str, cursor: str | None = No
 
 
 def _field_of(message: str) -> str:
-    """Which filter a service's message is about, to show it next to that field."""
-    lowered = message.lower()
-    for name, words in (
-        ("version", ("version",)),
-        ("feedback", ("feedback",)),
-        ("prompt", ("prompt",)),
-        ("cursor", ("cursor",)),
-    ):
-        if any(word in lowered for word in words):
-            return name
-    return "prompt"
+    """Which field of the form a service's message is about, to show it next to that field."""
+    if "cursor" in message.lower():
+        return "cursor"
+    return field_of(message) or "prompt"
 
 
 def _choices(page: Page) -> dict[str, Any]:
