@@ -66,10 +66,9 @@ class LogFilterForm:
 
     values: dict[str, tuple[str, ...]] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
-    error: bool | None = None
+    has_error: bool | None = None  # the `error` filter: failed calls only, or successful only
     since: datetime | None = None
     until: datetime | None = None
-    judgments: tuple[JudgmentFilter, ...] = ()
 
     @classmethod
     def of(cls, params: Params, *, trace: bool = True) -> LogFilterForm:
@@ -94,10 +93,10 @@ class LogFilterForm:
             self.errors["version"] = VERSION_MESSAGE
         word = one("error").lower()
         if word in _TRUE:
-            self.error = True
+            self.has_error = True
             self.values["error"] = ("true",)
         elif word in _FALSE:
-            self.error = False
+            self.has_error = False
             self.values["error"] = ("false",)
         elif word:
             self.errors["error"] = ERROR_MESSAGE
@@ -107,13 +106,11 @@ class LogFilterForm:
                     setattr(self, name, utc(datetime.fromisoformat(one(name))))
                 except ValueError:
                     self.errors[name] = TIME_MESSAGE
-        judgments: list[JudgmentFilter] = []
-        for text in self.values.get("judgment", ()):
+        for text in self.values.get("judgment", ()):  # the syntax; the services the evaluators
             try:
-                judgments.append(JudgmentFilter.parse(text))
+                JudgmentFilter.parse(text)
             except InvalidInput as exc:
                 self.errors.setdefault("judgment", exc.message)
-        self.judgments = tuple(judgments)
         if not trace and one("trace_id"):
             self.errors["trace_id"] = TRACE_MESSAGE
 
@@ -144,7 +141,7 @@ class LogFilterForm:
             "source": self.one("source") or None,
             "end_user": self.one("end_user") or None,
             "trace_id": self.one("trace_id") or None,
-            "has_error": self.error,
+            "has_error": self.has_error,
             "since": self.since,
             "until": self.until,
             "feedback": self.many("feedback"),
@@ -161,7 +158,7 @@ class LogFilterForm:
             environment=self.one("environment") or None,
             source=self.one("source") or None,
             end_user=self.one("end_user") or None,
-            error=self.error,
+            error=self.has_error,
             since=self.since,
             until=self.until,
             feedback=self.many("feedback"),
