@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 from promptloop.settings import Settings
@@ -31,3 +32,12 @@ def test_generated_docs_are_current() -> None:
     assert (ROOT / "docs" / "cli.md").read_text() == gendocs.cli_markdown(), (
         "docs/cli.md is stale: run `uv run python scripts/gendocs.py`"
     )
+
+
+def test_every_image_the_docs_show_exists() -> None:
+    missing = []
+    for page in (ROOT / "docs").glob("*.md"):
+        for target in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page.read_text()):
+            if not (page.parent / target).is_file():
+                missing.append(f"{page.name}: {target}")
+    assert missing == []
