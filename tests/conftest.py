@@ -26,6 +26,12 @@ from promptloop.settings import Settings
 from tests.pg import PostgresUnavailable, TestPostgres
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Browser tests last: Playwright's sync API keeps an event loop running in the main thread
+    from its first test to the end of the session, which the asyncio tests cannot share."""
+    items.sort(key=lambda item: "tests/browser/" in item.nodeid)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
     url = os.environ.get("PROMPTLOOP_TEST_POSTGRES_URL")

@@ -71,7 +71,7 @@ def test_first_start_prints_a_one_time_link_that_sets_up_the_admin(
             data={"email": "ADA@example.com", "password": PASSWORD, "csrf_token": form_csrf},
         )
         assert signed.status_code == 303
-        assert "ada@example.com" in other.get("/").text
+        assert "ada@example.com" in other.get("/projects").text
     # Once someone can sign in, a restart prints no link.
     with TestClient(create_app(settings)):
         assert "sign-in/link" not in capsys.readouterr().err
