@@ -276,9 +276,7 @@ class RunView:
 def view(session: Session, *, run: EvaluationRun) -> RunView:
     """The run with its live status and progress, and its statistics once it completed."""
     job = session.get(Job, run.job_id) if run.job_id else None
-    status = run.status
-    if job is not None and job.status in ("failed", "cancelled") and status not in jobs.FINISHED:
-        status = job.status
+    status = _live_status(run, job)
     dataset_name, dataset_version = session.execute(
         select(Dataset.name, DatasetVersion.version_id)
         .join(DatasetVersion, DatasetVersion.dataset_id == Dataset.id)
@@ -304,6 +302,18 @@ def view(session: Session, *, run: EvaluationRun) -> RunView:
         evaluators=_run_evaluators(session, run),
         summary=summary,
     )
+
+
+def _live_status(run: EvaluationRun, job: Job | None) -> str:
+    """The run's status, or its job's when the job failed or was cancelled before the run
+    recorded it."""
+    if (
+        job is not None
+        and job.status in ("failed", "cancelled")
+        and run.status not in jobs.FINISHED
+    ):
+        return job.status
+    return run.status
 
 
 @dataclass(frozen=True)
@@ -356,13 +366,7 @@ def overviews(session: Session, runs: Sequence[EvaluationRun]) -> list[RunOvervi
     out = []
     for run in runs:
         job = found_jobs.get(run.job_id) if run.job_id is not None else None
-        status = run.status
-        if (
-            job is not None
-            and job.status in ("failed", "cancelled")
-            and status not in jobs.FINISHED
-        ):
-            status = job.status
+        status = _live_status(run, job)
         mine = counts.get(run.id, {})
         cands = candidates.get(run.id, [])
         name, version = datasets_of[run.dataset_version_pk]
