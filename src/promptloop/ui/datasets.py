@@ -238,15 +238,9 @@ def create_dataset(
             return _new_form(
                 page, request, mode=mode, form=form, errors=errors, problems=problems, status=400
             )
-        url = (
-            page.url(f"/datasets/{saved.dataset.name}")
-            + "?"
-            + urlencode(
-                {"version": saved.version.version_id, "saved": "new" if saved.created else "same"}
-                | ({"skipped": sum(skipped.values())} if skipped else {})
-            )
+        return page.redirect(
+            _saved_url(page, saved.dataset.name, saved, skipped=sum(skipped.values()))
         )
-        return page.redirect(url)
 
 
 def _save_new(
@@ -562,14 +556,16 @@ def _spec_of_form(form: dict[str, str], errors: dict[str, str]) -> DatapointSpec
     return DatapointSpec(inputs=inputs, messages=messages, target=target)
 
 
-def _saved_url(page: Page, name: str, saved: datasets.SavedVersion) -> str:
-    return (
-        page.url(f"/datasets/{name}")
-        + "?"
-        + urlencode(
-            {"version": saved.version.version_id, "saved": "new" if saved.created else "same"}
-        )
-    )
+def _saved_url(page: Page, name: str, saved: datasets.SavedVersion, *, skipped: int = 0) -> str:
+    """The dataset's page on the version just saved, saying whether it is new (and how many
+    logs were skipped)."""
+    query: dict[str, Any] = {
+        "version": saved.version.version_id,
+        "saved": "new" if saved.created else "same",
+    }
+    if skipped:
+        query["skipped"] = skipped
+    return page.url(f"/datasets/{name}") + "?" + urlencode(query)
 
 
 @router.get("/p/{project}/datasets/{name:path}", response_class=HTMLResponse)
