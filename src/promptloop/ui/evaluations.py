@@ -441,11 +441,12 @@ def _run_context(
         results.setdefault(result["evaluator"], []).append(result)
     progress = shown.progress
     total = progress.get("total") or 0
+    finished = shown.status in FINISHED
     return {
         "run": run,
         "view": shown,
         "run_status": shown.status,
-        "finished": shown.status in FINISHED,
+        "finished": finished,
         "percent": round(100 * (progress.get("done") or 0) / total) if total else 0,
         "summary": summary,
         "results": results,
@@ -460,8 +461,9 @@ def _run_context(
         "more": more,
         "limit": limit,
         "next_limit": min(limit * 4, MAX_COMPARISON_ROWS),
-        "can_cancel": page.can(Permission.edit) and shown.status not in FINISHED,
-        "again_url": _again_url(page, shown) if page.can(Permission.edit) else None,
+        "can_cancel": page.can(Permission.edit) and not finished,
+        # offered once the run finished: not looked up on every poll while it runs
+        "again_url": _again_url(page, shown) if finished and page.can(Permission.edit) else None,
         "run_url": page.url(f"/evaluations/{run.uid}"),
     }
 
