@@ -27,6 +27,7 @@ from promptloop.core.kernel import Kernel, Message
 from promptloop.services import catalogue, playground, prompts
 from promptloop.services.calls import Caller
 from promptloop.store.db import Database
+from promptloop.store.models import PromptVersion
 from promptloop.ui.web import Page, open_page, templates
 
 router = APIRouter(include_in_schema=False)
@@ -250,24 +251,13 @@ def _inputs_fragment(request: Request, db: Database, project: str, form: FormDat
     with open_page(request, db, project=project) as page:
         draft = _draft_from_form(form)
         names, problem = _variables(draft)
-        checked, _ = _check(draft, run=False)
-        matches = (
-            playground.matching_version(
-                page.session,
-                project=page.require_project(),
-                path=draft.prompt,
-                draft=checked.kernel,
-            )
-            if checked is not None
-            else None
-        )
         return page.render(
             "playground/_inputs.html",
             draft=draft,
             variables=names,
             problem=problem,
             errors={},
-            matches=matches,
+            matches=_matches(page, draft),
             oob=True,
         )
 
@@ -337,14 +327,6 @@ def _render(
 ) -> HTMLResponse:
     session, project = page.session, page.require_project()
     names, problem = _variables(draft)
-    checked, _ = _check(draft, run=False)
-    matches = (
-        playground.matching_version(
-            session, project=project, path=draft.prompt, draft=checked.kernel
-        )
-        if checked is not None
-        else None
-    )
     listed = prompts.list_prompts(session, project=project, prefix=None, cursor=None, limit=200)
     versions = []
     if draft.prompt:
@@ -368,7 +350,7 @@ def _render(
         problem=problem,
         results=results,
         message=message,
-        matches=matches,
+        matches=_matches(page, draft),
         prompts=listed.items,
         versions=versions,
         catalogue=models,
@@ -376,6 +358,16 @@ def _render(
         can_run=page.can("write_logs"),
         can_save=page.can("edit"),
         saved=None,
+    )
+
+
+def _matches(page: Page, draft: Draft) -> PromptVersion | None:
+    """The saved version of the draft's prompt that the draft matches (None if it has errors)."""
+    checked, _ = _check(draft, run=False)
+    if checked is None:
+        return None
+    return playground.matching_version(
+        page.session, project=page.require_project(), path=draft.prompt, draft=checked.kernel
     )
 
 
