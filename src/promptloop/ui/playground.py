@@ -272,11 +272,7 @@ def _save(request: Request, db: Database, project: str, form: FormData) -> Respo
                 "Name the prompt to save the version to (a path like support/answer)."
             )
         if checked is None or errors:
-            if page.htmx:
-                return page.render(
-                    "playground/_save.html", 400, draft=draft, errors=errors, saved=None
-                )
-            return _render(page, draft, errors=errors, status=400)
+            return _save_refused(page, draft, errors)
         path = draft.save_path.strip()
         try:
             saved = prompts.save_version(
@@ -288,12 +284,7 @@ def _save(request: Request, db: Database, project: str, form: FormData) -> Respo
                 message=draft.commit_message.strip() or None,
             )
         except InvalidInput as exc:  # a path that breaks the naming rules
-            errors = {"save_path": exc.message}
-            if page.htmx:
-                return page.render(
-                    "playground/_save.html", 400, draft=draft, errors=errors, saved=None
-                )
-            return _render(page, draft, errors=errors, status=400)
+            return _save_refused(page, draft, {"save_path": exc.message})
         state = "created" if saved.created else "unchanged"
         if page.htmx:
             draft.prompt, draft.version = path, saved.version.version_id
@@ -311,6 +302,13 @@ def _save(request: Request, db: Database, project: str, form: FormData) -> Respo
                 f"/playground?prompt={_q(path)}&version={saved.version.version_id}&saved={state}"
             )
         )
+
+
+def _save_refused(page: Page, draft: Draft, errors: dict[str, str]) -> HTMLResponse:
+    """The save form (htmx) or the whole page again, with the errors next to their fields."""
+    if page.htmx:
+        return page.render("playground/_save.html", 400, draft=draft, errors=errors, saved=None)
+    return _render(page, draft, errors=errors, status=400)
 
 
 # --- The form -----------------------------------------------------------------------------------
