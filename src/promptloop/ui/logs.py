@@ -133,8 +133,13 @@ def _render_log(
     return page.render(name, status, **context)
 
 
-# What each feedback form records: the form's `kind` → the project's feedback kind name.
-FEEDBACK_FORMS = {"vote": "rating", "correction": "correction", "comment": "comment"}
+# What each feedback form records: the form's `kind` → (the project's feedback kind name, the
+# message once it is recorded).
+FEEDBACK_FORMS = {
+    "vote": ("rating", "Vote recorded."),
+    "correction": ("correction", "Correction saved."),
+    "comment": ("comment", "Comment added."),
+}
 
 
 @router.post("/p/{project}/logs/{log_id}/feedback", response_class=HTMLResponse)
@@ -151,9 +156,9 @@ def give_feedback(
     with open_page(request, db, project=project, write=True) as page:
         page.check_csrf(csrf_token)
         actor = page.require_actor()
-        name = FEEDBACK_FORMS.get(kind)
-        if name is None:
+        if kind not in FEEDBACK_FORMS:
             raise InvalidInput(f"Unknown feedback form {kind!r}: use vote, correction or comment.")
+        name, thanks = FEEDBACK_FORMS[kind]
         try:
             with page.session.begin_nested():  # a refused entry stores nothing
                 feedback.record(
@@ -174,13 +179,5 @@ def give_feedback(
                 fragment=page.htmx,
             )
         if page.htmx:
-            return _render_log(page, request, log_id, message=_thanks(kind), fragment=True)
+            return _render_log(page, request, log_id, message=thanks, fragment=True)
         return page.redirect(page.url(f"/logs/{log_id}"))
-
-
-def _thanks(kind: str) -> str:
-    return {
-        "vote": "Vote recorded.",
-        "correction": "Correction saved.",
-        "comment": "Comment added.",
-    }[kind]
