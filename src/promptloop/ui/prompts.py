@@ -560,10 +560,7 @@ def _editor(
     latest = None
     serving: list[str] = []
     if prompt is not None:
-        try:
-            latest = prompts.latest_version(page.session, prompt=prompt)
-        except NotFound:
-            latest = None
+        latest = _latest(page, prompt)
         if version is not None:
             serving = prompts.environments_serving(page.session, prompt_id=prompt.id).get(
                 version.id, []
@@ -622,6 +619,11 @@ def _base_version(page: Page, prompt: Prompt | None, ref: str) -> PromptVersion 
 def _version_or_latest(page: Page, prompt: Prompt, ref: str) -> PromptVersion | None:
     if ref:
         return prompts.get_version(page.session, prompt=prompt, ref=ref)
+    return _latest(page, prompt)
+
+
+def _latest(page: Page, prompt: Prompt) -> PromptVersion | None:
+    """The prompt's latest version (None: it has none yet)."""
     try:
         return prompts.latest_version(page.session, prompt=prompt)
     except NotFound:
