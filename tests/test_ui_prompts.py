@@ -335,6 +335,8 @@ def test_deploy_and_rollback_show_what_changed(client: TestClient, server: Serve
     assert f"Rolled back production: it now serves {one['id']} (was {two['id']})." in back.text
     assert _serving(client, "dep/p", "production") == one["id"]
     assert back.text.count("<td>rollback</td>") == 1 and back.text.count("<td>deploy</td>") == 2
+    # The first deployment had nothing before it: no button for a rollback the server refuses.
+    assert "Roll back production" not in back.text
 
     nothing = browser.post(f"{P}/dep/p/-/rollback", data={"environment": "staging"}, headers=htmx)
     assert nothing.status_code == 409 and "Nothing to roll back" in nothing.text

@@ -134,6 +134,18 @@ def environment_states(session: Session, *, project: Project, path: str) -> list
     return states
 
 
+def rollback_targets(session: Session, *, project: Project, path: str) -> dict[int, int]:
+    """Environment id → the version a rollback there would serve, for the environments where
+    `rollback` would succeed (earlier rollbacks counted, as `rollback` counts them)."""
+    prompt = get_prompt(session, project=project, path=path)
+    targets = {}
+    for env in list_environments(session, project=project):
+        target = _rollback_target(session, prompt=prompt, environment=env)
+        if target is not None:
+            targets[env.id] = target
+    return targets
+
+
 def history(
     session: Session,
     *,

@@ -667,7 +667,7 @@ def _deploy_panel(page: Page, path: str, *, notice: str | None) -> HTMLResponse:
         ],
         "events": events,
         # Environments with an earlier version to go back to (the service refuses otherwise).
-        "rollbackable": {e.environment_id for e in events if e.previous_version_pk is not None},
+        "rollbackable": set(deployments.rollback_targets(page.session, project=project, path=path)),
         "event_versions": event_versions,
         "environment_names": deployments.environment_names(page.session, project=project),
         "versions": versions,
