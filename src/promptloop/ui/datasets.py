@@ -76,10 +76,8 @@ def _preview(
 ) -> datasets.Preview | None:
     """What saving would give (through the service, which `from_logs` then matches exactly)."""
     target = form.get("target") or "output"
-    try:
-        limit = int(form.get("limit") or 1000)
-    except ValueError:
-        errors["limit"] = f"A whole number from 1 to {datasets.MAX_FROM_LOGS:,}."
+    limit = _limit(form.get("limit") or "1000", errors)
+    if limit is None:
         return None
     try:
         return datasets.preview_from_logs(
@@ -95,6 +93,18 @@ def _preview(
     except (InvalidInput, NotFound) as exc:
         errors.setdefault(_where(exc.message), exc.message)
         return None
+
+
+def _limit(text: str, errors: dict[str, str]) -> int | None:
+    """The from-logs form's limit, or None with an error next to the field."""
+    try:
+        limit = int(text)
+        if 1 <= limit <= datasets.MAX_FROM_LOGS:
+            return limit
+    except ValueError:
+        pass
+    errors.setdefault("limit", f"A whole number from 1 to {datasets.MAX_FROM_LOGS:,}.")
+    return None
 
 
 def _where(message: str) -> str:
@@ -294,14 +304,8 @@ def _save_new(
         return None, {}
     if form["target"] not in datasets.TARGETS:
         errors["target"] = f"Choose one of {', '.join(datasets.TARGETS)}."
-    try:
-        limit = int(form["limit"])
-        if not 1 <= limit <= datasets.MAX_FROM_LOGS:
-            raise ValueError
-    except ValueError:
-        errors["limit"] = f"A whole number from 1 to {datasets.MAX_FROM_LOGS:,}."
-        limit = 0
-    if errors:
+    limit = _limit(form["limit"], errors)
+    if errors or limit is None:
         return None, {}
     from_logs = datasets.from_logs(
         page.session,
